@@ -1,0 +1,157 @@
+"""Pre- and post-processing specs: the single source of truth shared by builder and runtime.
+
+The builder records a :class:`PreprocessSpec` and a :class:`PostprocessSpec` in the bundle's
+manifest; calibration, the accuracy gate and the runtime all feed images through
+:func:`edge.preprocess.preprocess` with that same spec, so INT8 scales are computed on exactly
+the tensors the device will see.
+
+Pixel transform: ``x' = (x * scale - mean) / std`` per channel, after colour conversion and resize.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edge.configkit import Reader
+from edge.errors import ConfigError
+
+RESIZE_MODES = ("letterbox", "stretch", "none")
+COLORS = ("bgr", "rgb")
+LAYOUTS = ("nchw", "nhwc")
+TASKS = ("detect", "classify", "raw")
+DECODERS = ("yolov5", "yolov8", "yolov10", "efficientnms", "retinaface", "ssd")
+
+
+def _triple(r: Reader, key: str, default: tuple[float, float, float]) -> tuple[float, float, float]:
+    value = r.raw(key, list(default))
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) not in (1, 3)
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        raise ConfigError(f"{r.where(key)}: expected one or three numbers (a,b,c), got {value!r}")
+    vals = [float(v) for v in value] * (3 if len(value) == 1 else 1)
+    return (vals[0], vals[1], vals[2])
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How an image (HxWxC uint8, BGR as OpenCV reads it) becomes the model's input tensor.
+
+    ``size`` is the network input (height, width); ``None`` takes it from the model's fixed input
+    shape, or, for a model with dynamic height/width and ``resize="none"``, feeds the image at its
+    own size rounded up (padding bottom/right) to a multiple of ``stride``.
+    """
+
+    input: str
+    resize: str = "letterbox"
+    color: str = "rgb"
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    layout: str = "nchw"
+    size: tuple[int, int] | None = None
+    pad_value: int = 114
+    stride: int = 32
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise ConfigError(f"preprocess.resize: {self.resize!r} is not one of {', '.join(RESIZE_MODES)}")
+        if self.color not in COLORS:
+            raise ConfigError(f"preprocess.color: {self.color!r} is not one of {', '.join(COLORS)}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"preprocess.layout: {self.layout!r} is not one of {', '.join(LAYOUTS)}")
+        if any(s == 0 for s in self.std):
+            raise ConfigError(f"preprocess.std: values must be non-zero, got {self.std}")
+        if self.size is not None and (len(self.size) != 2 or min(self.size) <= 0):
+            raise ConfigError(f"preprocess.size: expected [height, width] > 0, got {self.size}")
+        if self.stride <= 0:
+            raise ConfigError(f"preprocess.stride: must be > 0, got {self.stride}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        d["size"] = list(self.size) if self.size is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: str = "preprocess") -> PreprocessSpec:
+        r = Reader(data, path)
+        size = r.raw("size", None)
+        if size is not None and (
+            not isinstance(size, (list, tuple)) or len(size) != 2 or not all(isinstance(v, int) for v in size)
+        ):
+            raise ConfigError(f"{r.where('size')}: expected [height, width], got {size!r}")
+        spec = cls(
+            input=r.str("input"),
+            resize=r.str("resize", "letterbox", RESIZE_MODES),
+            color=r.str("color", "rgb", COLORS),
+            scale=r.float("scale", 1.0 / 255.0),
+            mean=_triple(r, "mean", (0.0, 0.0, 0.0)),
+            std=_triple(r, "std", (1.0, 1.0, 1.0)),
+            layout=r.str("layout", "nchw", LAYOUTS),
+            size=(int(size[0]), int(size[1])) if size is not None else None,
+            pad_value=r.int("pad_value", 114, min=0, max=255),
+            stride=r.int("stride", 32, min=1),
+            dtype=r.str("dtype", "float32", ("float32", "float16", "uint8")),
+        )
+        r.finish()
+        return spec
+
+
+@dataclass(frozen=True)
+class PostprocessSpec:
+    """How raw outputs become results: the task, the decoder for detectors, labels and thresholds.
+
+    ``options`` carries decoder-specific settings (e.g. RetinaFace's prior ``variances``/``steps``/
+    ``min_sizes``, ``class_agnostic`` NMS), validated by the decoder that reads them.
+    """
+
+    task: str = "raw"
+    decoder: str | None = None
+    labels: tuple[str, ...] = ()
+    score_threshold: float = 0.25
+    iou_threshold: float = 0.45
+    max_detections: int = 300
+    top_k: int = 5
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"postprocess.task: {self.task!r} is not one of {', '.join(TASKS)}")
+        if self.task == "detect" and self.decoder not in DECODERS:
+            raise ConfigError(
+                f"postprocess.decoder: a detect task needs a decoder, one of {', '.join(DECODERS)}; got {self.decoder!r}"
+            )
+        if not 0.0 <= self.score_threshold <= 1.0 or not 0.0 <= self.iou_threshold <= 1.0:
+            raise ConfigError("postprocess: score_threshold and iou_threshold must lie in [0, 1]")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["labels"] = list(self.labels)
+        d["options"] = dict(self.options)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: str = "postprocess") -> PostprocessSpec:
+        r = Reader(data, path)
+        labels = r.list("labels", [])
+        options = r.raw("options", {})
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"{r.where('options')}: expected a mapping, got {options!r}")
+        spec = cls(
+            task=r.str("task", "raw", TASKS),
+            decoder=r.str("decoder", None),
+            labels=tuple(str(x) for x in labels),
+            score_threshold=r.float("score_threshold", 0.25, min=0.0, max=1.0),
+            iou_threshold=r.float("iou_threshold", 0.45, min=0.0, max=1.0),
+            max_detections=r.int("max_detections", 300, min=1),
+            top_k=r.int("top_k", 5, min=1),
+            options=dict(options),
+        )
+        r.finish()
+        return spec

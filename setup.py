@@ -1,0 +1,32 @@
+"""One distribution: the runtime (edge), the builder (builders) and the platform profiles (platforms)."""
+
+from setuptools import find_packages, setup
+
+# pip's OpenCV has no GStreamer, and on a Jetson it would shadow JetPack's GStreamer-enabled OpenCV:
+# depend on it everywhere but aarch64 Linux, where JetPack's python3-opencv is used.
+OPENCV = "opencv-python-headless>=4.8; platform_machine != 'aarch64'"
+
+setup(
+    name="edge-kit",
+    version="0.1.0",
+    description="Edge deployment kit for NVIDIA Jetson and RTX: ONNX -> engine bundles -> camera pipelines",
+    python_requires=">=3.10",
+    packages=find_packages(include=["edge", "edge.*", "builders", "builders.*", "platforms", "platforms.*"]),
+    package_data={"platforms": ["profiles/*.yaml"], "edge": ["py.typed"], "builders": ["py.typed"]},
+    install_requires=["numpy>=1.24", "PyYAML>=6", "onnxruntime>=1.17", OPENCV],
+    extras_require={
+        "build": ["onnx>=1.16", "onnxslim>=0.1.50", "onnxconverter-common>=1.14"],
+        "rtx": ["tensorrt-rtx-cu13>=1.7", "cuda-python>=13"],
+        "jetson": ["jetson-stats>=4.2", "cuda-python>=12"],
+        "serve": [],
+        "dev": [
+            "pytest>=8",
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "types-PyYAML",
+            "scikit-image>=0.22",
+            "matplotlib>=3.7",
+        ],
+    },
+    entry_points={"console_scripts": ["edge=edge.cli:main"]},
+)
