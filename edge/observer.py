@@ -42,8 +42,18 @@ class PipelineStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class PipelineControl(Protocol):
+    """What an observer may change in a running pipeline (e.g. a power policy capping fps when idle)."""
+
+    def set_fps_cap(self, fps: float | None) -> None:
+        """Cap the processed frame rate (``None`` restores the configured cap)."""
+
+    def stats(self) -> PipelineStats:
+        """A snapshot of the pipeline's counters."""
+
+
 class PipelineObserver(Protocol):
-    def on_start(self, stats: PipelineStats) -> None:
+    def on_start(self, stats: PipelineStats, control: PipelineControl) -> None:
         """The model is loaded and warmed up; frames are about to flow."""
 
     def on_frame(self, frame: FrameResult, stats: PipelineStats) -> None:
