@@ -1,0 +1,174 @@
+"""``edge power`` end to end on sysroots with the nvpmodel/jetson_clocks stand-ins."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import platforms
+from edge.cli import main
+
+
+def edge(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["power", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_status_json(make_jetson, capsys) -> None:
+    jetson = make_jetson("orin-nano-8gb", super_flash=True)
+    code, out, _ = edge(capsys, "status", "--json", "--sysroot", str(jetson.root))
+    assert code == 0
+    report = json.loads(out)
+    assert report["jetson"] is True and report["backend"] == "cli"
+    assert report["current"] == {"id": 1, "name": "25W"}
+    assert report["default"] == {"id": 1, "name": "25W"}
+    assert [m["name"] for m in report["modes"]] == ["15W", "25W", "MAXN_SUPER"]
+    assert report["clocks_pinned"] is False
+    assert report["model"] == "NVIDIA Jetson Orin Nano Developer Kit"
+    assert report["profile_check"]["profile"] == "jetson-orin-nano-8gb"
+    assert report["profile_check"]["super_flash"] is True
+    # The profile's list is only a cross-check: it matches exactly when it names the device's modes.
+    expected = {(m.id, m.name) for m in platforms.get_target("jetson-orin-nano-8gb").power_modes_super}
+    device_modes = {(m["id"], m["name"]) for m in report["modes"]}
+    assert report["profile_check"]["match"] is (expected == device_modes)
+    assert len(report["profile_check"]["differences"]) == len(expected ^ device_modes)
+    tel = report["telemetry"]
+    assert tel["temperatures_c"]["tj-thermal"] == 49.125
+    assert tel["gpu_load_pct"] == pytest.approx(37.2)
+    assert [r["name"] for r in tel["rails"]] == ["VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"]
+    assert tel["mode"] == "25W"
+
+
+def test_status_text(make_jetson, capsys) -> None:
+    jetson = make_jetson("agx-orin-64gb")
+    code, out, _ = edge(capsys, "status", "--sysroot", str(jetson.root))
+    assert code == 0
+    assert out.splitlines() == [
+        "device: NVIDIA Jetson AGX Orin Developer Kit (# R36 (release), REVISION: 4.3, GCID: 38968081, "
+        "BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025)",
+        "mode: MODE_30W (id 2), backend cli",
+        "modes: MAXN (0), MODE_15W (1), MODE_30W (2), MODE_50W (3)",
+        "clocks: not pinned",
+        "temperatures: cpu-thermal 48.5C, gpu-thermal 47.2C, soc0-thermal 46.0C, tj-thermal 49.1C",
+        "GPU load: 37.2%",
+        "power: VDD_IN 7.56W, VDD_CPU_GPU_CV 1.94W, VDD_SOC 3.03W; total 7.56W",
+    ]
+
+
+def test_modes_with_profile_cross_check(make_jetson, capsys) -> None:
+    jetson = make_jetson("orin-nano-4gb")
+    code, out, _ = edge(capsys, "modes", "--sysroot", str(jetson.root))
+    assert code == 0
+    profile = {(m.id, m.name) for m in platforms.get_target("jetson-orin-nano-4gb").power_modes}
+    check = (
+        "profile jetson-orin-nano-4gb: modes match"
+        if profile == set(jetson.modes.items())
+        else "warning: modes differ from profile jetson-orin-nano-4gb: "
+    )
+    assert out.splitlines()[:5] == [
+        " ID  NAME",
+        "  0  10W  (current, default)",
+        "  1  7W_AI",
+        "  2  7W_CPU",
+        "source: nvpmodel -p --verbose",
+    ]
+    assert out.splitlines()[5].startswith(check)
+    # A custom mode added to the device's conf: the device's list is used, the difference flagged.
+    conf = jetson.root / "etc/nvpmodel.conf"
+    conf.write_text(conf.read_text().replace("< PM_CONFIG", "< POWER_MODEL ID=3 NAME=5W_CUSTOM >\n\n< PM_CONFIG"))
+    code, out, _ = edge(capsys, "modes", "--sysroot", str(jetson.root))
+    assert "  3  5W_CUSTOM" in out.splitlines()
+    assert out.splitlines()[-1].startswith("warning: modes differ from profile jetson-orin-nano-4gb: ")
+    assert "device has 5W_CUSTOM (id 3), profile does not" in out.splitlines()[-1]
+
+
+def test_set_and_clocks(make_jetson, capsys) -> None:
+    jetson = make_jetson("orin-nx-16gb")
+    root = str(jetson.root)
+    assert edge(capsys, "set", "MAXN", "--sysroot", root) == (0, "power mode: 15W -> MAXN (id 0), verified\n", "")
+    assert jetson.mode_id() == 0
+    assert edge(capsys, "set", "maxn", "--sysroot", root) == (0, "power mode: already MAXN (id 0)\n", "")
+    assert edge(capsys, "clocks", "on", "--sysroot", root) == (0, "clocks: pinned\n", "")
+    assert edge(capsys, "clocks", "restore", "--sysroot", root) == (0, "clocks: not pinned\n", "")
+    assert edge(capsys, "clocks", "on", "--sysroot", root)[1] == "clocks: pinned\n"
+    assert edge(capsys, "clocks", "off", "--sysroot", root)[1] == "clocks: not pinned\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "behaviour", "code", "error"),
+    [
+        (
+            ["set", "MAXN_SUPER"],
+            "ok",
+            7,
+            "error: unknown power mode 'MAXN_SUPER': this device's modes are MAXN, 10W, 15W, 20W "
+            "(nvpmodel -p --verbose)",
+        ),
+        (
+            ["set", "MAXN"],
+            "reboot",
+            7,
+            "error: switching the power mode to MAXN: reboot required; nothing was changed. "
+            "Run `sudo nvpmodel -m 0` by hand, answer YES and let the device reboot",
+        ),
+        (
+            ["set", "10W"],
+            "noroot",
+            7,
+            "error: switching the power mode to 10W: permission denied (NVPM ERROR: Error opening "
+            "/sys/kernel/nvpmodel_emc_cap/emc_iso_cap: 13); run it with sudo, or install jetson-stats so that "
+            "its jtop service (which runs as root) makes the change",
+        ),
+        (
+            ["clocks", "restore"],
+            "ok",
+            7,
+            "error: restoring the clocks: nothing stored at {state} (`edge power clocks on` stores it)",
+        ),
+    ],
+)
+def test_errors(args, behaviour, code, error, make_jetson, capsys, monkeypatch) -> None:
+    jetson = make_jetson("orin-nx-8gb")
+    monkeypatch.setenv("STANDIN_NVPMODEL", behaviour)
+    result = edge(capsys, *args, "--sysroot", str(jetson.root))
+    state = jetson.root / "var/lib/edge/jetson_clocks.conf"
+    assert result == (code, "", error.format(state=state) + "\n")
+    assert jetson.mode_id() == 2
+
+
+@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["modes"], ["set", "MAXN"], ["clocks", "on"]])
+def test_not_a_jetson(args, desktop: Path, capsys) -> None:
+    code, out, err = edge(capsys, *args, "--sysroot", str(desktop))
+    assert code == 8
+    assert err == (
+        "error: not a Jetson: no /etc/nv_tegra_release and no tegra entry in /proc/device-tree/compatible "
+        f"under {desktop}; power modes and clocks are Jetson-only\n"
+    )
+    if args[0] != "status":
+        assert out == ""
+    elif "--json" in args:
+        report = json.loads(out)
+        assert report["jetson"] is False
+        assert (report["nvml"] is None) == (report["nvml_error"] is not None)
+    else:  # desktops print NVML telemetry, or why there is none
+        assert out.startswith(("GPU 0 ", "telemetry: NVML"))
+
+
+def test_python_m_edge_power(make_jetson) -> None:
+    jetson = make_jetson("orin-nano-8gb")
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge", "power", "set", "7W", "--sysroot", str(jetson.root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout) == (0, "power mode: 15W -> 7W (id 1), verified\n")
+    assert jetson.mode_id() == 1
