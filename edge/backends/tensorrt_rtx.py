@@ -1,0 +1,137 @@
+"""TensorRT for RTX backend: an ahead-of-time plan whose kernels are JIT-compiled on first load.
+
+The runtime cache (compiled kernels) is loaded from ``STATE_DIR/tensorrt-rtx/<key>.cache`` at start and
+saved atomically at close, so the second start skips JIT. The key covers the plan, the GPU and the
+TensorRT-RTX version, so a driver/GPU/library change starts a fresh cache instead of loading a stale one.
+``cuda_graph`` selects ``CudaGraphStrategy`` (``"whole"`` = WHOLE_GRAPH_CAPTURE, ``"none"`` = DISABLED).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge.backends.trt_common import TrtBackendBase
+from edge.errors import ConfigError, EngineError
+from edge.manifest import Artifact, TensorSpec
+
+if TYPE_CHECKING:
+    import tensorrt_rtx
+
+log = logging.getLogger(__name__)
+
+CUDA_GRAPH = ("none", "whole")
+
+
+class RuntimeCacheStore:
+    """One runtime-cache file: ``load() -> bytes | None``; ``save(data)`` writes temp + fsync + rename."""
+
+    def __init__(self, state_dir: str | os.PathLike[str], key: str) -> None:
+        self.dir = Path(state_dir) / "tensorrt-rtx"
+        self.path = self.dir / f"{key}.cache"
+
+    @staticmethod
+    def make_key(plan_sha256: str, gpu: str, compute_capability: str, library_version: str) -> str:
+        text = "|".join((plan_sha256, gpu, compute_capability, library_version))
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def load(self) -> bytes | None:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("runtime cache %s unreadable (%s); JIT-compiling again", self.path, exc)
+            return None
+        return data or None
+
+    def save(self, data: bytes) -> Path:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.dir)
+        except OSError as exc:
+            raise EngineError(f"TensorRT-RTX: cannot write the runtime cache in {self.dir}: {exc}") from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.path
+
+
+class TensorRTRTXBackend(TrtBackendBase):
+    name = "tensorrt-rtx"
+    flavour = "TensorRT-RTX"
+
+    def __init__(
+        self,
+        plan: bytes,
+        inputs: Sequence[TensorSpec] = (),
+        outputs: Sequence[TensorSpec] = (),
+        *,
+        artifact: Artifact | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        cuda_graph: str = "none",
+        mapped: bool | None = None,
+        device: int = 0,
+    ) -> None:
+        super().__init__(plan, inputs, outputs, artifact=artifact, mapped=mapped, device=device)
+        if cuda_graph not in CUDA_GRAPH:
+            raise ConfigError(f"cuda_graph: {cuda_graph!r} is not one of {', '.join(CUDA_GRAPH)}")
+        self.cuda_graph = cuda_graph
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self._cache: Any = None
+        self._store: RuntimeCacheStore | None = None
+        self.cache_loaded = False
+
+    def _import_trt(self) -> Any:
+        try:
+            import tensorrt_rtx as trt
+        except ImportError as exc:
+            raise EngineError(
+                f"TensorRT-RTX: the tensorrt_rtx module is not importable ({exc}); pip install "
+                "tensorrt-rtx-cu13 (or -cu12), or use --backend onnxruntime"
+            ) from None
+        return trt
+
+    def _create_context(self, engine: tensorrt_rtx.ICudaEngine) -> tensorrt_rtx.IExecutionContext:
+        import tensorrt_rtx as trt
+
+        from edge.backends import cuda
+
+        config = engine.create_runtime_config()
+        config.cuda_graph_strategy = (
+            trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE if self.cuda_graph == "whole" else trt.CudaGraphStrategy.DISABLED
+        )
+        self._cache = config.create_runtime_cache()
+        if self.state_dir is not None and self._cache is not None:
+            info = cuda.device_info(self._device)
+            digest = self.artifact.sha256 if self.artifact else hashlib.sha256(self._plan).hexdigest()
+            key = RuntimeCacheStore.make_key(digest, info.name, info.compute_capability, str(trt.__version__))
+            self._store = RuntimeCacheStore(self.state_dir, key)
+            saved = self._store.load()
+            if saved is not None:
+                self.cache_loaded = bool(self._cache.deserialize(saved))
+                if not self.cache_loaded:
+                    log.warning("runtime cache %s did not load; JIT-compiling again", self._store.path)
+        if self._cache is not None:
+            config.set_runtime_cache(self._cache)
+        return engine.create_execution_context(config)
+
+    def _finish(self) -> None:
+        if self._store is None or self._cache is None:
+            return
+        try:
+            path = self._store.save(bytes(self._cache.serialize()))
+            log.info("TensorRT-RTX runtime cache saved to %s", path)
+        except (EngineError, OSError) as exc:
+            log.warning("%s", exc)

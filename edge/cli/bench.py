@@ -1,0 +1,65 @@
+"""``edge bench BUNDLE [--backend B] [--batch N] [--iterations N] [--warmup N] [--json]``.
+
+Times the backend on example inputs of the bundle's optimization-profile shape and prints trtexec's metric
+names (Throughput qps; Latency min/mean/median/percentiles; H2D, GPU compute and D2H where measured).
+Progress goes to stderr; ``--json`` prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    from edge.runtime.select import BACKEND_CHOICES
+
+    p = subparsers.add_parser(
+        "bench",
+        help="measure a bundle's latency and throughput",
+        description="Measure latency and throughput of a bundle on this machine (trtexec's metric names).",
+    )
+    p.add_argument("bundle", help="bundle directory (from `edge build`)")
+    p.add_argument("--backend", choices=("auto", *BACKEND_CHOICES), default="auto", help="pin a backend")
+    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    p.add_argument("--iterations", type=int, default=100, help="timed calls (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: its default)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+class Progress:
+    """A status line on stderr, redrawn at most every 0.5 s (and at the end of each phase)."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        phase = "warm-up" if done < 0 else "timing"
+        n = abs(done)
+        if n != total and now - self.last < 0.5:
+            return
+        self.last = now
+        end = "\r" if self.tty and n != total else "\n"
+        print(f"{phase}: {n}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.errors import ConfigError
+    from edge.runtime import load
+    from edge.runtime.perf import benchmark, format_report
+
+    if args.batch < 1 or args.iterations < 1 or args.warmup < 0:
+        raise ConfigError("--batch and --iterations must be >= 1, --warmup >= 0")
+    backend = None if args.backend == "auto" else args.backend
+    with load(args.bundle, backend, warmup=0, intra_op_threads=args.threads) as model:
+        print(f"benchmarking {model.manifest.name}: {model.artifact.file} on {model.backend_name}", file=sys.stderr)
+        result = benchmark(model, batch=args.batch, iterations=args.iterations, warmup=args.warmup, progress=Progress())
+    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    return 0

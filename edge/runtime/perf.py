@@ -1,0 +1,105 @@
+"""Latency/throughput measurement of a loaded model (``edge bench``), with trtexec's metric names."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from edge.errors import ConfigError
+from edge.runtime.model import Model
+
+STAGES = {"h2d": "H2D Latency", "compute": "GPU Compute Time", "d2h": "D2H Latency"}
+
+
+def summarize(values_ms: Sequence[float]) -> dict[str, float]:
+    """min/mean/median/p90/p95/p99/max of a list of milliseconds."""
+    a = np.asarray(values_ms, dtype=np.float64)
+    if a.size == 0:
+        return {}
+    return {
+        "min": float(a.min()),
+        "mean": float(a.mean()),
+        "median": float(np.median(a)),
+        "p90": float(np.percentile(a, 90)),
+        "p95": float(np.percentile(a, 95)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+    }
+
+
+def benchmark(
+    model: Model,
+    *,
+    batch: int = 1,
+    iterations: int = 100,
+    warmup: int = 10,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Time ``iterations`` inferences of a batch of example inputs after ``warmup`` untimed ones.
+
+    Returns ``throughput_qps`` (images per second), ``latency_ms`` (per call, host wall clock around the
+    backend), and ``h2d_ms``/``compute_ms``/``d2h_ms`` where the backend measures them with CUDA events.
+    """
+    if batch < 1 or batch > model.max_batch:
+        raise ConfigError(f"--batch {batch}: this bundle takes batches of 1..{model.max_batch}")
+    if iterations < 1 or warmup < 0:
+        raise ConfigError("--iterations must be >= 1 and --warmup >= 0")
+    feeds = model.example_inputs(batch)
+    for i in range(warmup):
+        model.infer_raw(feeds)
+        if progress:
+            progress(-(i + 1), warmup)
+    latencies: list[float] = []
+    stages: dict[str, list[float]] = {k: [] for k in STAGES}
+    t0 = time.perf_counter()
+    for i in range(iterations):
+        s = time.perf_counter()
+        model.infer_raw(feeds)
+        latencies.append((time.perf_counter() - s) * 1000.0)
+        for k in STAGES:
+            if k in model.timings:
+                stages[k].append(model.timings[k])
+        if progress:
+            progress(i + 1, iterations)
+    total = time.perf_counter() - t0
+    result: dict[str, Any] = {
+        "bundle": str(model.bundle.path),
+        "artifact": model.artifact.file,
+        "backend": model.backend_name,
+        "batch": batch,
+        "iterations": iterations,
+        "warmup": warmup,
+        "input_shapes": {k: list(v.shape) for k, v in feeds.items()},
+        "throughput_qps": iterations * batch / total if total > 0 else 0.0,
+        "latency_ms": summarize(latencies),
+    }
+    for k, values in stages.items():
+        if values:
+            result[f"{k}_ms"] = summarize(values)
+    return result
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """trtexec-style text: ``Throughput: N qps`` and ``Latency: min = ... ms, mean = ...``."""
+
+    def line(title: str, s: dict[str, float]) -> str:
+        return (
+            f"{title}: min = {s['min']:.3f} ms, max = {s['max']:.3f} ms, mean = {s['mean']:.3f} ms, "
+            f"median = {s['median']:.3f} ms, percentile(90%) = {s['p90']:.3f} ms, "
+            f"percentile(95%) = {s['p95']:.3f} ms, percentile(99%) = {s['p99']:.3f} ms"
+        )
+
+    shapes = ", ".join(f"{k} {v}" for k, v in result["input_shapes"].items())
+    lines = [
+        f"Bundle: {result['bundle']} ({result['artifact']} on {result['backend']})",
+        f"Input: {shapes}; batch {result['batch']}, {result['iterations']} iterations after {result['warmup']} warm-up",
+        f"Throughput: {result['throughput_qps']:.2f} qps",
+        line("Latency", result["latency_ms"]),
+    ]
+    for key, title in STAGES.items():
+        if f"{key}_ms" in result:
+            lines.append(line(title, result[f"{key}_ms"]))
+    return "\n".join(lines)
