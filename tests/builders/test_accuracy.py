@@ -1,0 +1,161 @@
+"""Stage 5: the comparison with the FP32 reference (cosine, boxes, top-1) and the --max-drop gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.helper as oh
+import pytest
+
+from builders.accuracy import compare, gate, match_boxes
+from builders.calibration import Sample, load_calibration
+from builders.onnx_load import describe_io, load_onnx
+from builders.precision import quantize, to_fp16
+from builders.shapes import fix_shapes
+from builders.simplify import simplify
+from edge.errors import BuildError
+from edge.results import Detections
+from edge.spec import PostprocessSpec, PreprocessSpec
+
+SPEC = PreprocessSpec(input="input", color="bgr", scale=1.0, mean=(104, 117, 127), size=(320, 320), pad_value=0)
+FACES = PostprocessSpec(task="detect", decoder="retinaface", score_threshold=0.5, iou_threshold=0.4)
+
+
+@pytest.fixture(scope="module")
+def retina(retinaface_onnx: Path) -> onnx.ModelProto:
+    model, _ = simplify(fix_shapes(load_onnx(retinaface_onnx), {"input": (1, 3, 320, 320)}))
+    return model
+
+
+@pytest.fixture(scope="module")
+def photos(retina: onnx.ModelProto, photos_dir: Path) -> list[Sample]:
+    return load_calibration(photos_dir, SPEC, describe_io(retina)[0][0], limit=4)
+
+
+@pytest.fixture(scope="module")
+def int8(retina: onnx.ModelProto, photos: list[Sample]) -> onnx.ModelProto:
+    return quantize(retina, photos, precision="int8", method="minmax")
+
+
+def test_identical_models_have_no_drop(retina: onnx.ModelProto, photos: list[Sample]) -> None:
+    result = compare(retina, retina, photos, FACES, SPEC)
+    assert result["drop"] == 0.0 and result["metric"] == "box_recall"
+    assert result["boxes"] == {"iou": 0.5, "reference": 2, "matched": 2, "extra": 0, "recall": 1.0}
+    # The candidate runs unoptimised (unfused): only float rounding differs.
+    assert all(o["cosine_min"] == pytest.approx(1.0) and o["max_rel_error"] < 1e-4 for o in result["outputs"].values())
+    gate(result, 0.0)
+    assert json.loads(json.dumps(result))["passed"] is True  # JSON-able, for the manifest
+
+
+def test_tight_max_drop_fails_with_the_numbers(
+    retina: onnx.ModelProto, int8: onnx.ModelProto, photos: list[Sample]
+) -> None:
+    result = compare(retina, int8, photos)  # no postprocess: gated on the worst output cosine
+    assert result["metric"] == "cosine" and 0.5 < result["score"] < 0.99
+    worst = min(result["outputs"], key=lambda n: result["outputs"][n]["cosine"])
+    with pytest.raises(BuildError) as info:
+        gate(result, 0.001)
+    message = str(info.value)
+    assert message.startswith(f"accuracy gate: drop {result['drop']:.2%} exceeds --max-drop 0.10%")
+    assert f"cosine {result['score']:.4f} vs the FP32 reference on 4 samples" in message
+    assert f"lowest output cosine {result['score']:.4f}: {worst})" in message and "--precision fp16" in message
+    assert result["passed"] is False
+    loose = dict(result)
+    gate(loose, 0.5)
+    assert loose["passed"] is True and loose["max_drop"] == 0.5
+
+
+def test_detector_gate_counts_boxes_not_raw_cosine(
+    retina: onnx.ModelProto, int8: onnx.ModelProto, photos: list[Sample]
+) -> None:
+    result = compare(retina, int8, photos, FACES, SPEC)
+    assert result["metric"] == "box_recall" and result["boxes"]["recall"] == 1.0
+    assert result["outputs"]["loc"]["cosine"] < 0.99  # the raw box deltas move, the boxes do not
+    gate(result, 0.01)
+
+
+def test_detector_without_reference_boxes_falls_back_to_cosine(
+    retina: onnx.ModelProto, int8: onnx.ModelProto, photos: list[Sample]
+) -> None:
+    never = PostprocessSpec(task="detect", decoder="retinaface", score_threshold=1.0)
+    result = compare(retina, int8, photos, never, SPEC)
+    assert result["boxes"]["reference"] == 0 and result["boxes"]["recall"] is None
+    assert result["metric"] == "cosine"
+    assert any("finds no box" in note for note in result["notes"])
+
+
+def _dets(boxes: list[list[float]], classes: list[int], scores: list[float] | None = None) -> Detections:
+    n = len(boxes)
+    return Detections(
+        np.asarray(boxes, np.float32).reshape(n, 4),
+        np.asarray(scores or [0.9] * n, np.float32),
+        np.asarray(classes, np.int64),
+    )
+
+
+@pytest.mark.parametrize(
+    ("ref", "cand", "matched"),
+    [
+        (_dets([[0, 0, 10, 10]], [0]), _dets([[1, 1, 11, 11]], [0]), 1),  # IoU 0.68
+        (_dets([[0, 0, 10, 10]], [0]), _dets([[4, 4, 14, 14]], [0]), 0),  # IoU 0.22
+        (_dets([[0, 0, 10, 10]], [0]), _dets([[0, 0, 10, 10]], [1]), 0),  # other class
+        (_dets([[0, 0, 10, 10], [0, 0, 10, 10]], [0, 0]), _dets([[0, 0, 10, 10]], [0]), 1),  # one to one
+        (_dets([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 2]), _dets([[20, 20, 30, 31], [0, 0, 10, 10]], [2, 0]), 2),
+        (_dets([], []), _dets([[0, 0, 10, 10]], [0]), 0),
+    ],
+)
+def test_match_boxes(ref: Detections, cand: Detections, matched: int) -> None:
+    assert match_boxes(ref, cand) == matched
+
+
+def _classifier(weights: np.ndarray) -> onnx.ModelProto:
+    graph = oh.make_graph(
+        [oh.make_node("Gemm", ["x", "w"], ["logits"]), oh.make_node("Softmax", ["logits"], ["probs"], axis=1)],
+        "classifier",
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 16])],
+        [oh.make_tensor_value_info("probs", onnx.TensorProto.FLOAT, [1, 10])],
+        [onnx.numpy_helper.from_array(weights.astype(np.float32), "w")],
+    )
+    return onnx.shape_inference.infer_shapes(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]))
+
+
+def test_classifier_top1_agreement() -> None:
+    rng = np.random.default_rng(0)
+    weights = rng.standard_normal((16, 10))
+    samples = [{"x": rng.standard_normal((1, 16)).astype(np.float32)} for _ in range(20)]
+    reference = _classifier(weights)
+    spec = PostprocessSpec(task="classify")
+    same = compare(reference, to_fp16(reference), samples, spec)
+    assert same["metric"] == "top1_agreement" and same["top1_agreement"] == 1.0
+    swapped = _classifier(weights[:, [1, 0, 2, 3, 4, 5, 6, 7, 8, 9]])  # classes 0 and 1 trade places
+    worse = compare(reference, swapped, samples, spec)
+    assert 0.0 < worse["top1_agreement"] < 1.0
+    assert worse["drop"] == pytest.approx(1.0 - worse["top1_agreement"])
+    with pytest.raises(BuildError, match=r"top1_agreement 0\.\d{4} vs the FP32 reference on 20 samples"):
+        gate(worse, 0.0)
+
+
+def test_non_finite_outputs_count_as_total_disagreement() -> None:
+    def model(node: onnx.NodeProto) -> onnx.ModelProto:
+        graph = oh.make_graph(
+            [node],
+            "g",
+            [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+            [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])],
+            [onnx.numpy_helper.from_array(np.zeros(1, np.float32), "zero")],
+        )
+        return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+
+    reference = model(oh.make_node("Sub", ["x", "zero"], ["y"]))
+    broken = model(oh.make_node("Div", ["x", "zero"], ["y"]))  # x / 0: inf, as an FP16 overflow would give
+    result = compare(reference, broken, [{"x": np.ones((1, 4), np.float32)}])
+    assert result["outputs"]["y"]["non_finite"] == 4
+    assert result["score"] == 0.0 and result["drop"] == 1.0
+
+
+def test_no_samples_is_an_error(retina: onnx.ModelProto) -> None:
+    with pytest.raises(BuildError, match="no samples"):
+        compare(retina, retina, [])
