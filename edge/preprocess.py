@@ -90,52 +90,81 @@ def preprocess(
     """One image (HxW[xC] uint8, BGR) to a ``[1, C, H, W]`` (or NHWC) tensor and its :class:`Meta`.
 
     ``out``, when given, is a preallocated tensor of the right shape and dtype that is filled in place.
+
+    Only the resize touches full-size pixels: the resized image is split into planes, and each plane is
+    scaled (``x * scale / std - mean / std``, in float32) straight into its place in ``out``; the padding is
+    filled with the transformed ``pad_value``. No padded canvas, colour-converted or float copy is made.
     """
-    img = to_bgr(image)
+    img = _pixels(image)
     oh, ow = img.shape[:2]
     nh, nw = network_size(spec, input_shape, (oh, ow))
     if spec.resize == "stretch":
-        sx, sy, px, py = nw / ow, nh / oh, 0.0, 0.0
-        resized = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (oh, ow) else img
-        canvas = resized
+        rw, rh, top, left = nw, nh, 0, 0
     else:
         r = min(nh / oh, nw / ow) if spec.resize == "letterbox" else 1.0
-        rw, rh = min(nw, round(ow * r)), min(nh, round(oh * r))
-        resized = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_LINEAR) if (rh, rw) != (oh, ow) else img
+        rw, rh = max(1, min(nw, round(ow * r))), max(1, min(nh, round(oh * r)))  # a 1x5000 strip keeps a row
         if spec.resize == "letterbox":
-            px, py = (nw - rw) / 2, (nh - rh) / 2
+            top, left = round((nh - rh) / 2 - 0.1), round((nw - rw) / 2 - 0.1)
         else:
-            px, py = 0.0, 0.0
-        top, left = round(py - 0.1), round(px - 0.1)
-        canvas = cv2.copyMakeBorder(
-            resized[:nh, :nw],
-            top,
-            nh - min(rh, nh) - top,
-            left,
-            nw - min(rw, nw) - left,
-            cv2.BORDER_CONSTANT,
-            value=(spec.pad_value,) * 3,
-        )
-        px, py = float(left), float(top)
-        sx, sy = rw / ow, rh / oh
-    if spec.color == "rgb":
-        canvas = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
+            top, left = 0, 0
+    resized = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_LINEAR) if (rh, rw) != (oh, ow) else img
+    meta = Meta(oh, ow, nh, nw, rw / ow, rh / oh, float(left), float(top))
+
     dtype = np.dtype(spec.dtype)
-    if dtype == np.uint8:
-        pixels = canvas
-    else:
-        mul = np.asarray([spec.scale / s for s in spec.std], dtype=np.float32)
-        add = np.asarray([-m / s for m, s in zip(spec.mean, spec.std)], dtype=np.float32)
-        pixels = canvas.astype(np.float32)
-        pixels *= mul
-        pixels += add
     shape = (1, 3, nh, nw) if spec.layout == "nchw" else (1, nh, nw, 3)
     if out is None:
         out = np.empty(shape, dtype=dtype)
     elif out.shape != shape or out.dtype != dtype:
         raise ConfigError(f"preprocess: output buffer has shape {out.shape} {out.dtype}, expected {shape} {dtype}")
-    if spec.layout == "nchw":
-        out[0] = pixels.transpose(2, 0, 1)
+    planes = _planes(resized)
+    if spec.color == "rgb":
+        planes = planes[::-1]
+    if dtype == np.uint8:
+        mul = add = None
+        pad: np.ndarray = np.full(3, spec.pad_value, dtype=np.uint8)
     else:
-        out[0] = pixels
-    return out, Meta(oh, ow, nh, nw, sx, sy, px, py)
+        mul = np.asarray([spec.scale / s for s in spec.std], dtype=np.float32)
+        add = np.asarray([-m / s for m, s in zip(spec.mean, spec.std)], dtype=np.float32)
+        pad = np.full(3, spec.pad_value, dtype=np.float32) * mul + add
+    body = (slice(top, top + rh), slice(left, left + rw))
+    tmp = np.empty((rh, rw), np.float32) if dtype not in (np.uint8, np.float32) else None
+    for c in range(3):
+        view = out[0, c] if spec.layout == "nchw" else out[0, :, :, c]
+        dst = view[body]
+        if mul is None or add is None:
+            np.copyto(dst, planes[c])
+        elif tmp is None:
+            np.multiply(planes[c], mul[c], out=dst)
+            if add[c] != 0:
+                np.add(dst, add[c], out=dst)
+        else:  # float16: compute in float32 as the reference does, then round once
+            np.multiply(planes[c], mul[c], out=tmp)
+            tmp += add[c]
+            dst[...] = tmp
+        value = pad[c]
+        view[:top] = value
+        view[top + rh :] = value
+        view[body[0], :left] = value
+        view[body[0], left + rw :] = value
+    return out, meta
+
+
+def _pixels(image: np.ndarray) -> np.ndarray:
+    """``image`` if it is a uint8 gray, BGR or BGRA picture (converted after resizing, which is cheaper);
+    else :func:`to_bgr` converts it or raises the error that says what is wrong."""
+    if isinstance(image, np.ndarray) and image.size == 0:
+        raise ConfigError(f"image: empty picture (shape {tuple(image.shape)}); give an HxW, HxWx3 or HxWx4 image")
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8:
+        if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4)):
+            return image
+        if image.ndim == 3 and image.shape[2] == 1:
+            return image.reshape(image.shape[:2])
+    return to_bgr(image)
+
+
+def _planes(image: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The B, G, R planes of a gray, BGR or BGRA image."""
+    if image.ndim == 2:
+        return (image, image, image)
+    planes = tuple(cv2.split(image))
+    return planes[:3]

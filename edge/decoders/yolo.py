@@ -1,0 +1,98 @@
+"""YOLO family heads, decoded in network pixels then mapped back through the letterbox.
+
+- ``yolov5``: ``[B, N, 5+nc]`` rows of cx, cy, w, h, objectness, nc class scores (score = obj * class);
+- ``yolov8`` (also v9/v11): ``[B, 4+nc, N]`` columns of cx, cy, w, h, nc class scores (no objectness);
+- ``yolov10`` (end-to-end, NMS inside the model): ``[B, N, 6]`` rows of x1, y1, x2, y2, score, class.
+
+v5/v8 also accept the transposed layout. Without labels, the smaller of the last two axes is taken to be the
+channel axis (N, the number of anchors, is in the thousands); with labels, ``4+nc``/``5+nc`` must match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from edge.decoders._common import (
+    check_batch,
+    check_options,
+    cxcywh_to_xyxy,
+    detections,
+    opt_bool,
+    opt_str,
+    pick,
+)
+from edge.decoders.nonmax import nms
+from edge.preprocess import Meta
+from edge.results import Detections
+from edge.spec import PostprocessSpec
+
+OPTIONS = {"yolov5": ("output", "class_agnostic"), "yolov8": ("output", "class_agnostic"), "yolov10": ("output",)}
+EXTRA = {"yolov5": 5, "yolov8": 4}  # channels before the class scores
+EXPECTED = {
+    "yolov5": "one output [B, N, 5+nc] (cx, cy, w, h, objectness, class scores)",
+    "yolov8": "one output [B, 4+nc, N] (cx, cy, w, h, class scores) or [B, N, 4+nc]",
+    "yolov10": "one output [B, N, 6] (x1, y1, x2, y2, score, class)",
+}
+
+
+def decode(outputs: Mapping[str, np.ndarray], spec: PostprocessSpec, metas: Sequence[Meta]) -> list[Detections]:
+    name = str(spec.decoder)
+    options = check_options(spec, name, OPTIONS[name])
+    out_name = opt_str(options, "output", None)
+    if name == "yolov10":
+        pred = pick(outputs, out_name, _end_to_end, name, EXPECTED[name])
+        check_batch(pred, metas, name, "the output")
+        if pred.shape[2] != 6:
+            pred = pred.transpose(0, 2, 1)
+        return [_end_to_end_item(pred[i], meta, spec) for i, meta in enumerate(metas)]
+    extra = EXTRA[name]
+    nc = len(spec.labels)
+    pred = pick(outputs, out_name, lambda a: _channel_axis(a, extra, nc) is not None, name, EXPECTED[name])
+    check_batch(pred, metas, name, "the output")
+    if _channel_axis(pred, extra, nc) == 2:
+        pred = pred.transpose(0, 2, 1)  # -> [B, C, N], a view
+    agnostic = opt_bool(options, "class_agnostic", False)
+    return [_dense_item(pred[i], extra, meta, spec, agnostic) for i, meta in enumerate(metas)]
+
+
+def _channel_axis(a: np.ndarray, extra: int, nc: int) -> int | None:
+    """1 for ``[B, C, N]``, 2 for ``[B, N, C]``, None when ``a`` is not a ``C = extra + nc`` head."""
+    if a.ndim != 3:
+        return None
+    if nc:
+        return 1 if a.shape[1] == extra + nc else 2 if a.shape[2] == extra + nc else None
+    axis = 1 if a.shape[1] < a.shape[2] else 2
+    return axis if a.shape[axis] > extra else None
+
+
+def _end_to_end(a: np.ndarray) -> bool:
+    return a.ndim == 3 and 6 in a.shape[1:]
+
+
+def _dense_item(pred: np.ndarray, extra: int, meta: Meta, spec: PostprocessSpec, agnostic: bool) -> Detections:
+    """One image's ``[C, N]`` head: best class per anchor, threshold, NMS."""
+    thr = spec.score_threshold
+    if extra == 5:  # objectness first: most anchors go before touching class scores
+        cand = np.flatnonzero(pred[4] > thr)
+        cls_scores = pred[5:, cand] * pred[4, cand]
+    else:
+        cand = None
+        cls_scores = pred[4:]
+    best = cls_scores.max(axis=0)  # a plain max is several times faster than argmax over all anchors
+    sel = np.flatnonzero(best > thr)
+    scores = best[sel]
+    class_ids = cls_scores[:, sel].argmax(axis=0)
+    idx = sel if cand is None else cand[sel]
+    boxes = cxcywh_to_xyxy(pred[:4, idx].T.astype(np.float32))
+    keep = nms(boxes, scores, class_ids, spec.iou_threshold, agnostic=agnostic, max_detections=spec.max_detections)
+    return detections(boxes[keep], scores[keep], class_ids[keep], meta, spec)
+
+
+def _end_to_end_item(pred: np.ndarray, meta: Meta, spec: PostprocessSpec) -> Detections:
+    """One image's ``[N, 6]`` rows, already suppressed by the model: threshold, best first, cap."""
+    sel = np.flatnonzero(pred[:, 4] > spec.score_threshold)
+    sel = sel[np.argsort(-pred[sel, 4], kind="stable")][: spec.max_detections]
+    rows = pred[sel].astype(np.float32)
+    return detections(rows[:, :4], rows[:, 4], rows[:, 5].round().astype(np.int64), meta, spec)
