@@ -1,0 +1,105 @@
+"""The ONNX stages of a build, in order: load, simplify, shapes, specs, precision, accuracy gate.
+
+Each stage is a module of builder-onnx (:mod:`builders.onnx_load`, :mod:`builders.simplify`,
+:mod:`builders.shapes`, :mod:`builders.precision`, :mod:`builders.calibration`,
+:mod:`builders.accuracy`); this module only strings them together for :func:`builders.pipeline.build`
+and derives the bundle's preprocess/postprocess specs from the options and the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import onnx
+
+from builders.onnx_load import describe_io, load_onnx
+from builders.options import BuildOptions
+from builders.shapes import fix_shapes, make_profiles
+from builders.simplify import simplify
+from edge.errors import ConfigError
+from edge.manifest import TensorSpec
+from edge.spec import PostprocessSpec, PreprocessSpec
+
+log = logging.getLogger(__name__)
+
+Profiles = dict[str, dict[str, tuple[int, ...]]]
+
+
+@dataclass
+class Prepared:
+    """The precision-transformed model and everything the manifest says about it."""
+
+    model: onnx.ModelProto
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    profiles: Profiles
+    preprocess: PreprocessSpec
+    simplifier: str | None
+    calibration: dict[str, Any] | None
+    accuracy: dict[str, Any] | None
+
+
+def preprocess_spec(options: BuildOptions, inputs: list[TensorSpec]) -> PreprocessSpec:
+    """The bundle's preprocess spec: the first input, the options' pixel transform, the spec's defaults."""
+    if not inputs:
+        raise ConfigError(f"{options.model}: the model has no inputs to feed")
+    first = inputs[0]
+    fields: dict[str, Any] = {"input": first.name}
+    for key in ("color", "scale", "mean", "std", "resize", "layout", "size"):
+        value = getattr(options, key)
+        if value is not None:
+            fields[key] = value
+    if first.dtype in ("float32", "float16", "uint8"):
+        fields["dtype"] = first.dtype
+    return PreprocessSpec(**fields)
+
+
+def postprocess_spec(options: BuildOptions, labels: tuple[str, ...]) -> PostprocessSpec:
+    fields: dict[str, Any] = {"task": options.task, "decoder": options.decoder, "labels": labels}
+    if options.score_threshold is not None:
+        fields["score_threshold"] = options.score_threshold
+    if options.iou_threshold is not None:
+        fields["iou_threshold"] = options.iou_threshold
+    return PostprocessSpec(**fields)
+
+
+def feed_spec(spec: TensorSpec, profiles: Profiles) -> TensorSpec:
+    """The input as calibration and accuracy images are fed: at the profile's opt shape when it is dynamic."""
+    profile = profiles.get(spec.name)
+    return TensorSpec(spec.name, spec.dtype, tuple(profile["opt"])) if profile else spec
+
+
+def prepare(options: BuildOptions, precision: str, postprocess: PostprocessSpec) -> Prepared:
+    model = load_onnx(options.model)
+    simplifier = None
+    if options.simplify:
+        model, simplifier = simplify(model)
+    if options.shapes:
+        model = fix_shapes(model, options.shapes)
+    inputs, outputs = describe_io(model)
+    preprocess = preprocess_spec(options, inputs)
+    profiles = make_profiles(
+        model, options.min_shapes, options.opt_shapes, options.max_shapes, shapes=options.shapes, preprocess=preprocess
+    )
+    reference = model
+    calibration = accuracy = None
+    if precision == "fp32":  # nothing to convert or check: skip importing the precision stages (OpenCV, ...)
+        return Prepared(model, inputs, outputs, profiles, preprocess, simplifier, None, None)
+    from builders.calibration import calibration_info, load_calibration
+    from builders.precision import convert
+
+    samples = []
+    feed = feed_spec(inputs[0], profiles)
+    if options.calib is not None:
+        samples = load_calibration(options.calib, preprocess, feed, limit=options.calib_limit)
+        calibration = calibration_info(options.calib, samples, options.calib_method)
+    model = convert(model, precision, samples, method=options.calib_method)
+    if options.val is not None or samples:
+        from builders.accuracy import compare, gate
+
+        val = load_calibration(options.val, preprocess, feed) if options.val is not None else samples
+        accuracy = compare(reference, model, val, postprocess, preprocess)
+        gate(accuracy, options.max_drop)
+    return Prepared(model, inputs, outputs, profiles, preprocess, simplifier, calibration, accuracy)
