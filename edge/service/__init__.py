@@ -1,0 +1,61 @@
+"""Running as a service: systemd unit generation, sd_notify, and the HTTP API.
+
+``edge run`` calls :func:`attach` with the loaded run config and model; it returns the observers
+to register on the pipeline (each has ``close()``):
+
+- :class:`~edge.service.notify.NotifyObserver`, always (a no-op without ``NOTIFY_SOCKET``): READY,
+  WATCHDOG driven by frame progress, STATUS, STOPPING;
+- :class:`~edge.service.http.HttpObserver` when the run config has an ``http`` section.
+
+The HTTP API's ``POST /v1/infer`` shares the pipeline's model. A runtime ``Model`` is not thread-safe,
+so every caller of ``predict``/``predict_batch``/``infer_raw`` on a model the API may also use holds
+:func:`model_lock` (``with model_lock(model): ...``); the pipeline does so around its inference stage.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
+
+from edge.service.config import HttpConfig, ServiceConfig
+
+__all__ = ["HttpConfig", "ServiceConfig", "attach", "model_lock"]
+
+_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: Any) -> threading.Lock:
+    """The one lock that serialises calls into ``model`` (the model's own ``lock`` attribute if it has one)."""
+    own = getattr(model, "lock", None)
+    if own is not None:
+        return own
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.Lock()
+        return lock
+
+
+def attach(run_config: Any, model: Any) -> list[Any]:
+    """The service observers for one ``edge run``: sd_notify always, the HTTP API when configured."""
+    from edge.service.notify import NotifyObserver
+
+    # The HTTP observer goes first: by the time systemd reads READY=1, /readyz already answers 200.
+    observers: list[Any] = [NotifyObserver.from_env()]
+    http_config = getattr(run_config, "http", None)
+    if http_config is not None:
+        from edge.service.http import HttpObserver
+        from edge.service.metrics import PowerTelemetry
+
+        telemetry = PowerTelemetry.open()
+        try:
+            observers.insert(0, HttpObserver(http_config, model, telemetry=telemetry, model_lock=model_lock(model)))
+        except BaseException:
+            if telemetry is not None:
+                telemetry.close()
+            for obs in observers:
+                obs.close()
+            raise
+    return observers
