@@ -1,11 +1,14 @@
 """A loaded bundle: preprocess (the manifest's spec) -> backend -> decode, with per-stage timings.
 
-A :class:`Model` is not thread-safe: use it from one thread (the pipeline's inference thread).
+A :class:`Model` is safe to share between threads (the pipeline's inference thread and the HTTP API's
+``POST /v1/infer``): every call into the backend holds :attr:`Model.lock`, a re-entrant lock, so calls are
+serialised and a TensorRT execution context is never entered twice at once.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -34,6 +37,7 @@ class Model:
         self.choice = choice
         self.backend = backend
         self.timings: dict[str, float] = {}
+        self.lock = threading.RLock()
         self._input = self._image_input()
 
     # ---- facts -----------------------------------------------------------------------------------------
@@ -118,15 +122,17 @@ class Model:
             return
         feeds = self.example_inputs()
         t0 = time.perf_counter()
-        for _ in range(iterations):
-            self.backend.infer(feeds)
+        with self.lock:
+            for _ in range(iterations):
+                self.backend.infer(feeds)
         log.debug("warm-up: %d iterations in %.1f ms", iterations, (time.perf_counter() - t0) * 1000)
 
     # ---- inference -------------------------------------------------------------------------------------
     def infer_raw(self, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the backend on ready tensors (name -> array); shapes and dtypes are checked."""
-        outputs = self.backend.infer(tensors)
-        self.timings = dict(self.backend.timings)
+        with self.lock:
+            outputs = self.backend.infer(tensors)
+            self.timings = dict(self.backend.timings)
         return outputs
 
     def predict(self, image: np.ndarray) -> Result:
@@ -148,10 +154,11 @@ class Model:
         results: list[Result] = []
         totals = {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0}
         step = max(1, self.max_batch)
-        for start in range(0, len(images), step):
-            chunk = images[start : start + step]
-            results.extend(self._run_chunk(chunk, start, totals))
-        self.timings = totals
+        with self.lock:
+            for start in range(0, len(images), step):
+                chunk = images[start : start + step]
+                results.extend(self._run_chunk(chunk, start, totals))
+            self.timings = totals
         return results
 
     def _run_chunk(self, chunk: Sequence[np.ndarray], offset: int, totals: dict[str, float]) -> list[Result]:
@@ -193,7 +200,8 @@ class Model:
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def close(self) -> None:
-        self.backend.close()
+        with self.lock:
+            self.backend.close()
 
     def __enter__(self) -> Model:
         return self

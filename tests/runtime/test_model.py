@@ -233,3 +233,48 @@ def test_two_input_model_runs_raw_but_not_predict(tmp_path: Path) -> None:
         np.testing.assert_allclose(m.infer_raw(feeds)["y"], feeds["x"] + feeds["z"])
         with pytest.raises(ConfigError, match="images need a single image input, use infer_raw"):
             m.predict(photo("camera"))
+
+
+def test_concurrent_callers_are_serialised_and_get_their_own_results(face_bundle: Path) -> None:
+    """The pipeline and POST /v1/infer share one Model: calls from several threads never overlap in the
+    backend (a TensorRT context must not be entered twice) and each caller gets its own image's result.
+    The real ONNX Runtime backend's infer is wrapped to record overlap; it still does the real work."""
+    import threading
+
+    model = load(face_bundle, backend="onnxruntime", warmup=0)
+    inside = 0
+    overlaps = 0
+    guard = threading.Lock()
+    real_infer = model.backend.infer
+
+    def recording_infer(feeds):  # type: ignore[no-untyped-def]
+        nonlocal inside, overlaps
+        with guard:
+            inside += 1
+            overlaps += inside > 1
+        try:
+            return real_infer(feeds)
+        finally:
+            with guard:
+                inside -= 1
+
+    model.backend.infer = recording_infer  # type: ignore[method-assign]
+    images = {name: photo(name) for name in ("astronaut", "chelsea", "grace_hopper", "coffee")}
+    expected = {name: len(model.predict(img)) for name, img in images.items()}
+    got: dict[str, list[int]] = {name: [] for name in images}
+    start = threading.Barrier(len(images))
+
+    def worker(name: str) -> None:
+        start.wait()
+        for _ in range(3):
+            got[name].append(len(model.predict(images[name])))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in images]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    model.close()
+    assert overlaps == 0
+    assert got == {name: [expected[name]] * 3 for name in images}
+    assert expected == {"astronaut": 1, "chelsea": 0, "grace_hopper": 1, "coffee": 0}
