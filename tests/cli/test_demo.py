@@ -1,0 +1,47 @@
+"""``edge demo``: builds the packaged RetinaFace once (cached), plays the photo clip, writes events and video."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from edge.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_builds_once_runs_and_prints_where_outputs_are(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    assert main(["demo", "--frames", "12", "--cache-dir", str(cache), "--out", str(out)]) == 0
+    first = capsys.readouterr().out
+    assert "bundle: building" in first and "clip: making" in first
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert [e["frame_id"] for e in events] == list(range(12))
+    assert all(len(e["detections"]) == 2 and e["detections"][0]["label"] == "face" for e in events)
+    assert f"events: {out / 'events.jsonl'}" in first and f"video:  {out / 'demo.mp4'}" in first
+    assert "faces: 24 detections in 12 frames at" in first
+    cap = cv2.VideoCapture(str(out / "demo.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(30)
+    cap.release()
+    manifest = json.loads((cache / "retinaface.bundle" / "manifest.json").read_text())
+    assert manifest["postprocess"]["decoder"] == "retinaface"
+
+    assert main(["demo", "--frames", "12", "--cache-dir", str(cache), "--out", str(out)]) == 0
+    second = capsys.readouterr().out
+    assert "(cached)" in second and "bundle: building" not in second, "the bundle is built once"
+
+
+def test_importing_the_demo_command_stays_lean() -> None:
+    code = (
+        "import sys, edge.cli, edge.cli.demo, edge.cli.run; edge.cli.make_parser(); "
+        "print(sorted(m for m in ('builders', 'onnx', 'onnxsim', 'onnxslim', 'torch', 'onnxruntime') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,193 @@
+"""``edge run``: flags, config files, errors as one line with exit codes, signals drain the pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.cli import main
+from tests.runtime.bundles import write_bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_bundle(tmp_path_factory.mktemp("run") / "retinaface.bundle")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edge.cli.demo import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clip") / "faces.mp4", 8)
+
+
+def summary_frames(text: str) -> int:
+    m = re.search(r"^frames: (\d+)\s+fps: [\d.]+\s+dropped: \d+", text, re.M)
+    assert m, text
+    return int(m.group(1))
+
+
+def test_run_with_flags(bundle: Path, clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events, video = tmp_path / "e.jsonl", tmp_path / "v.mp4"
+    code = main(["run", "--model", str(bundle), "--source", f"file://{clip}", "--sink", f"jsonl://{events}",
+                 "--sink", f"file://{video}", "--threads", "1"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and summary_frames(out) == 8
+    assert re.search(r"stage ms \(mean\): preprocess [\d.]+\s+infer [\d.]+\s+postprocess [\d.]+\s+sink [\d.]+", out)
+    assert "latency capture->result: p50" in out and str(events) in out and str(video) in out
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert len(lines) == 8 and all(len(e["detections"]) == 2 for e in lines)
+    assert video.is_file()
+
+
+def test_run_with_a_config_file_and_overriding_flags(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        f"model: {{bundle: {bundle}, threads: 1}}\nsource: test://?width=160&height=120\n"
+        f"sinks: [jsonl://{tmp_path}/e.jsonl]\npipeline: {{stride: 2, max_frames: 50}}\n"
+    )
+    assert main(["run", str(cfg), "--max-frames", "5"]) == 0
+    assert summary_frames(capsys.readouterr().out) == 5
+    ids = [json.loads(line)["frame_id"] for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert ids == [0, 2, 4, 6, 8]
+
+
+def test_events_to_stdout_keep_the_summary_on_stderr(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["run", "--model", str(bundle), "--source", "test://?width=96&height=64&frames=3", "--sink", "jsonl://-"])
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert [json.loads(line)["frame_id"] for line in captured.out.splitlines()] == [0, 1, 2]
+    assert summary_frames(captured.err) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--source", "test://"], 2, "model: required"),
+        (["--model", "{bundle}"], 2, "source: required"),
+        (["--model", "{bundle}", "--source", "webcam://0"], 2, "unsupported source scheme webcam:// in 'webcam://0'"),
+        (
+            ["--model", "{bundle}", "--source", "file:///nope.mp4"],
+            6,
+            "could not open file:///nope.mp4: /nope.mp4 not found",
+        ),
+        (
+            ["--model", "{bundle}", "--source", "test://", "--sink", "smtp://x"],
+            2,
+            "sinks[0]: unsupported sink scheme smtp://",
+        ),
+        (["--model", "{bundle}", "--source", "test://", "--stride", "0"], 2, "pipeline.stride: must be >= 1"),
+        (
+            ["--model", "{bundle}", "--source", "test://", "--duration", "later"],
+            2,
+            "pipeline.duration: expected a duration",
+        ),
+        (["--model", "{tmp}/missing.bundle", "--source", "test://?frames=1"], 4, "missing.bundle"),
+        (["{tmp}/missing.yaml"], 2, "missing.yaml: config file not found"),
+    ],
+)
+def test_errors_are_one_line_with_an_exit_code(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, message: str
+) -> None:
+    argv = ["run", *(a.format(bundle=bundle, tmp=tmp_path) for a in args)]
+    assert main(argv) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message.format(tmp=tmp_path) in err[-1]
+    assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_drains_and_every_processed_frame_is_written(bundle: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    video = tmp_path / "v.mp4"
+    cmd = [sys.executable, "-m", "edge", "run", "--model", str(bundle), "--threads", "1",
+           "--source", "test://?width=320&height=240&fps=60", "--sink", "jsonl://-", "--sink", f"file://{video}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    assert proc.stdout is not None and proc.stderr is not None
+    lines = [proc.stdout.readline() for _ in range(10)]  # blocks until ten events are out
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    lines += out.splitlines()
+    events = [json.loads(line) for line in lines if line.strip()]
+    assert proc.returncode == 0, err
+    assert summary_frames(err) == len(events) >= 10, "number of events == number of frames processed"
+    assert f"stopped: {sig.name}" in err
+    assert [e["frame_id"] for e in events] == sorted(e["frame_id"] for e in events)
+    assert video.is_file(), "the video was finished and renamed into place"
+
+
+@pytest.mark.skipif(Path("/etc/nv_tegra_release").exists(), reason="a Jetson: power modes work here")
+def test_power_section_attaches_the_power_policy(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"model: {bundle}\nsource: test://?width=96&height=64&frames=3\npower: {{mode: MAXN}}\n")
+    assert main(["run", str(cfg)]) == 8  # NotJetsonError from the policy's on_start: this machine is not a Jetson
+    assert "error: not a Jetson" in capsys.readouterr().err
+
+
+def test_http_section_serves_the_running_pipeline(bundle: Path, tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for _attempt in range(3):  # a free port can be taken by another process before the run binds it
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cfg = tmp_path / "run.yaml"
+        cfg.write_text(
+            f"model: {{bundle: {bundle}, threads: 1}}\nsource: test://?width=160&height=120&fps=30\n"
+            f"sinks: [jsonl://-]\nhttp: {{listen: 127.0.0.1:{port}, auth: none}}\n"
+        )
+        proc = subprocess.Popen([sys.executable, "-m", "edge", "run", str(cfg)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)  # fmt: skip
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        if first:
+            break
+        _, err = proc.communicate(timeout=60)
+        assert "listen" in err or "in use" in err, err
+    try:
+        json.loads(first)
+        for _ in range(4):
+            json.loads(proc.stdout.readline())  # frames are flowing, so the API is up
+        status = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=10).read())
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert status["pipeline"]["frames"] >= 4, status  # the 5th line may be out before observers hear of it
+    assert status["pipeline"]["sources"] == {"test://?width=160&height=120&fps=30": "running"}, status
+    assert {"preprocess", "infer", "postprocess", "sink"} <= set(status["pipeline"]["stage_ms"]), status
+    assert "fps" in metrics
+
+
+def test_events_reader_going_away_is_a_clear_error(bundle: Path) -> None:
+    cmd = [sys.executable, "-m", "edge", "run", "--model", str(bundle), "--source", "test://?width=96&height=64",
+           "--sink", "jsonl://-"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    assert proc.stdout is not None and proc.stderr is not None
+    json.loads(proc.stdout.readline())
+    proc.stdout.close()  # like `edge run ... | head -1`
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 6
+    assert (
+        err.strip().splitlines()[-1] == "error: sink jsonl://- stage: the reader of the output went away (broken pipe)"
+    )
+    assert "Traceback" not in err
