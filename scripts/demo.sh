@@ -3,5 +3,5 @@
 # detector, built once into a bundle, run on a clip made from bundled photos, on the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EDGE_SYSTEM_PACKAGES=0 EDGE_EXTRAS=${EDGE_EXTRAS:-build} bash scripts/setup.sh
+EDGE_SYSTEM_PACKAGES=0 EDGE_EXTRAS=${EDGE_EXTRAS:-build,demo} bash scripts/setup.sh
 exec .venv/bin/edge demo "$@"
