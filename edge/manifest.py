@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 from edge.configkit import Reader
 from edge.errors import BundleError, ConfigError
+from edge.fsutil import atomic_write
 from edge.spec import PostprocessSpec, PreprocessSpec
 
 SCHEMA_VERSION = 1
@@ -208,15 +208,7 @@ class Manifest:
     def write(self, bundle_dir: str | os.PathLike[str]) -> Path:
         """Write ``manifest.json`` into a bundle directory atomically (temp file, then rename)."""
         out = Path(bundle_dir) / MANIFEST
-        fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=bundle_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, indent=2)
-                f.write("\n")
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(out, json.dumps(self.to_dict(), indent=2) + "\n")
         return out
 
 

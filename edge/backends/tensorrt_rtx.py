@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.backends.trt_common import TrtBackendBase
 from edge.errors import ConfigError, EngineError
+from edge.fsutil import atomic_write
 from edge.manifest import Artifact, TensorSpec
 
 if TYPE_CHECKING:
@@ -52,19 +52,9 @@ class RuntimeCacheStore:
 
     def save(self, data: bytes) -> Path:
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.dir)
+            atomic_write(self.path, data, fsync=True)
         except OSError as exc:
             raise EngineError(f"TensorRT-RTX: cannot write the runtime cache in {self.dir}: {exc}") from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return self.path
 
 

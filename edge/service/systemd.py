@@ -15,7 +15,6 @@ import pwd
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import edge
 from edge.errors import ConfigError, ServiceError
+from edge.fsutil import atomic_write
 from edge.service.config import HttpConfig, ServiceConfig, is_loopback, parse_listen
 from edge.service.unit import UnitSpec, render_unit
 
@@ -259,18 +259,9 @@ def validate(config_path: Path) -> Any:
 
 def write_atomic(path: Path, text: str) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        atomic_write(path, text, mode=0o644)
     except OSError as exc:
         raise ServiceError(f"cannot write {path}: {exc.strerror}; run with sudo or pass --unit-dir DIR") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def systemctl(*args: str) -> subprocess.CompletedProcess[str]:

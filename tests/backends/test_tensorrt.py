@@ -117,7 +117,7 @@ def test_runtime_cache_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
     store = RuntimeCacheStore(tmp_path, "k")
     store.save(b"good cache")
     with pytest.raises(TypeError):
-        store.save("not bytes")  # type: ignore[arg-type]  # the write itself fails half-way
+        store.save(12345)  # type: ignore[arg-type]  # the write itself fails half-way
     assert store.load() == b"good cache"
     assert os.listdir(store.dir) == ["k.cache"]
 
