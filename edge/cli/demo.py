@@ -213,8 +213,13 @@ def run(args: argparse.Namespace) -> int:
         sinks=[f"jsonl://{events}", f"file://{video}?fps={CLIP_FPS:g}"],
         pipeline=PipelineConfig(),
     )
-    logging.getLogger("edge").setLevel(logging.WARNING if not getattr(args, "verbose", False) else logging.DEBUG)
-    stats = execute(cfg)
+    edge_log = logging.getLogger("edge")
+    previous = edge_log.level
+    edge_log.setLevel(logging.WARNING if not getattr(args, "verbose", False) else logging.DEBUG)
+    try:
+        stats = execute(cfg)
+    finally:
+        edge_log.setLevel(previous)
     faces = _count_faces(events)
     print(f"faces: {faces} detections in {stats.frames} frames at {stats.fps:.1f} fps (CPU, ONNX Runtime)")
     print(f"events: {events}")
