@@ -124,7 +124,7 @@ def _no_builder(exc: ImportError) -> Exception:
 
 
 def _photos() -> list[Any]:
-    """The face photos shipped with scikit-image (astronaut) and matplotlib (grace_hopper), as BGR."""
+    """The face photos shipped with scikit-image (astronaut, camera) and matplotlib (grace_hopper), as BGR."""
     from edge.errors import ConfigError
     from edge.preprocess import load_image
 
@@ -132,7 +132,8 @@ def _photos() -> list[Any]:
     try:
         import skimage
 
-        paths.append(Path(skimage.__file__).parent / "data" / "astronaut.png")
+        data = Path(skimage.__file__).parent / "data"
+        paths += [data / "astronaut.png", data / "camera.png"]
     except ImportError:
         pass
     try:

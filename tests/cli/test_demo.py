@@ -23,9 +23,10 @@ def test_demo_builds_once_runs_and_prints_where_outputs_are(tmp_path: Path, caps
     assert "bundle: building" in first and "clip: making" in first
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert [e["frame_id"] for e in events] == list(range(12))
-    assert all(len(e["detections"]) == 2 and e["detections"][0]["label"] == "face" for e in events)
+    # one face per photo in the clip: scikit-image's astronaut and camera, and matplotlib's grace_hopper (dev extra)
+    assert all(len(e["detections"]) == 3 and e["detections"][0]["label"] == "face" for e in events)
     assert f"events: {out / 'events.jsonl'}" in first and f"video:  {out / 'demo.mp4'}" in first
-    assert "faces: 24 detections in 12 frames at" in first
+    assert "faces: 36 detections in 12 frames at" in first
     cap = cv2.VideoCapture(str(out / "demo.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(30)
     cap.release()
