@@ -247,10 +247,15 @@ def parse_profile(data: object, where: str) -> Platform:
     return platform
 
 
+# libyaml's safe loader when PyYAML was built with it (same documents and types, ~10x faster: every CLI
+# command that resolves a target parses all profiles); the pure-Python safe loader otherwise.
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_profile(path: Path) -> Platform:
     """Read and validate one ``<id>.yaml`` profile; its ``id`` must match the file name."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the platform profile: {exc}") from exc
     platform = parse_profile(data, str(path))

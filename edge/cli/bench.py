@@ -15,7 +15,7 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    from edge.runtime.select import BACKEND_CHOICES
+    from edge.cli.infer import BACKEND_CHOICES  # not edge.runtime's: that import is heavy (see there)
 
     p = subparsers.add_parser(
         "bench",

@@ -15,10 +15,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# The ``--backend`` choices: ``edge.runtime.select.BACKEND_CHOICES``, spelled out because importing
+# ``edge.runtime`` at registration would load numpy, OpenCV and the backends for every command
+# (tests/cli/test_infer.py checks that the two stay equal).
+BACKEND_CHOICES = ("tensorrt", "tensorrt-rtx", "onnxruntime", "onnxruntime-cuda", "onnxruntime-cpu")
+
 
 def register(subparsers: Any) -> None:
-    from edge.runtime.select import BACKEND_CHOICES
-
     p = subparsers.add_parser(
         "infer",
         help="run a bundle on image files",

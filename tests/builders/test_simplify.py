@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx.helper as oh
+import onnx.numpy_helper as onh
 import pytest
 
 from builders.onnx_load import describe_io, load_onnx
 from builders.shapes import fix_shapes, ort_session
-from builders.simplify import outputs_agree, simplifier_name, simplify
+from builders.simplify import FOLD_FLOOR_BYTES, fold_limit, outputs_agree, simplifier_name, simplify
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
@@ -88,3 +89,55 @@ def test_a_changed_result_is_reported() -> None:
     assert outputs_agree(model, model) is None
     problem = outputs_agree(model, other)
     assert problem is not None and problem.startswith("output 'y' differs by up to")
+
+
+def _const_model(initializer: np.ndarray, constant: np.ndarray) -> onnx.ModelProto:
+    nodes = [
+        oh.make_node("Constant", [], ["c"], value=onh.from_array(constant, "c")),
+        oh.make_node("Add", ["x", "w"], ["s"]),
+        oh.make_node("Add", ["s", "c"], ["y"]),
+    ]
+    graph = oh.make_graph(
+        nodes,
+        "g",
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [onh.from_array(initializer, "w")],
+    )
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(
+    ("initializer", "constant", "limit"),
+    [
+        (np.zeros(4, np.float32), np.zeros(4, np.float32), FOLD_FLOOR_BYTES),  # small model: the floor
+        (np.zeros(5 << 18, np.float32), np.zeros(4, np.float32), 5 << 20),  # a 5 MiB initializer
+        (np.zeros(4, np.float32), np.zeros(3 << 20, np.float16), 6 << 20),  # a 6 MiB Constant node
+    ],
+    ids=["floor", "initializer", "constant-node"],
+)
+def test_fold_limit_is_the_largest_stored_tensor_or_the_floor(
+    initializer: np.ndarray, constant: np.ndarray, limit: int
+) -> None:
+    assert fold_limit(_const_model(initializer, constant)) == limit
+
+
+def test_generated_weights_over_the_limit_stay_generator_nodes(resnet50_onnx: Path) -> None:
+    # The light ResNet-50 makes its weights with ConstantOfShape: folding them all would write ~100 MB.
+    model = load_onnx(resnet50_onnx)
+    assert fold_limit(model) == FOLD_FLOOR_BYTES
+    slim, tool = simplify(model)
+    assert tool is not None
+    inits = {t.name: onh.to_array(t) for t in slim.graph.initializer}
+    generated = [
+        int(np.prod(inits[n.input[0]])) * onh.to_array(n.attribute[0].t).itemsize
+        for n in slim.graph.node
+        if n.op_type == "ConstantOfShape"
+    ]
+    assert generated and min(generated) > FOLD_FLOOR_BYTES  # only the big ones were left
+    assert max(a.nbytes for a in inits.values()) <= FOLD_FLOOR_BYTES  # the small ones were folded
+    assert slim.ByteSize() < 60e6 and len(slim.graph.node) < 0.4 * len(model.graph.node)
+    x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    (a,) = ort_session(model).run(None, {"gpu_0/data_0": x})
+    (b,) = ort_session(slim).run(None, {"gpu_0/data_0": x})
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -94,3 +94,17 @@ def test_errors_are_one_line(
     assert err[-1].startswith("error: ") and fragment in err[-1]
     assert "Traceback" not in "\n".join(err)
     assert not out.exists() or list(out.iterdir()) == []  # nothing half-written
+
+
+def test_backend_choices_match_the_runtime_and_stay_light() -> None:
+    """``--backend`` lists the runtime's backends, yet registering the CLI does not import ``edge.runtime``."""
+    import subprocess
+    import sys
+
+    from edge.cli.infer import BACKEND_CHOICES
+    from edge.runtime.select import BACKEND_CHOICES as RUNTIME_CHOICES
+
+    assert BACKEND_CHOICES == RUNTIME_CHOICES
+    code = "import sys; from edge.cli import make_parser; make_parser(); print('edge.runtime' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
