@@ -124,7 +124,8 @@ def _no_builder(exc: ImportError) -> Exception:
 
 
 def _photos() -> list[Any]:
-    """The face photos shipped with scikit-image (astronaut, camera) and matplotlib (grace_hopper), as BGR."""
+    """Two face photos, as BGR: scikit-image's astronaut and matplotlib's grace_hopper, or scikit-image's
+    camera (grayscale) in grace_hopper's place where matplotlib is not installed."""
     from edge.errors import ConfigError
     from edge.preprocess import load_image
 
@@ -143,6 +144,8 @@ def _photos() -> list[Any]:
     except ImportError:
         pass
     found = [p for p in paths if p.is_file()]
+    if len(found) > 2:  # both packages: astronaut and grace_hopper
+        found = [p for p in found if p.name != "camera.png"]
     if not found:
         raise ConfigError(
             "edge demo makes its clip from the photos shipped with scikit-image or matplotlib; "

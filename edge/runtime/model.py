@@ -39,6 +39,7 @@ class Model:
         self.timings: dict[str, float] = {}
         self.lock = threading.RLock()
         self._input = self._image_input()
+        self._batches: dict[tuple[tuple[int, ...], str], np.ndarray] = {}  # input buffers, one per shape
 
     # ---- facts -----------------------------------------------------------------------------------------
     @property
@@ -177,7 +178,7 @@ class Model:
         shape[hw_axes[0]], shape[hw_axes[1]] = h, w
         n = len(bgr)
         shape[0] = n if spec.shape[0] < 0 else spec.shape[0]  # a fixed batch is padded with zeros
-        batch = np.zeros(shape, dtype=np.dtype(pre.dtype))
+        batch = self._batch_buffer(tuple(shape), pre.dtype, n)
         metas: list[Meta] = []
         one = (1, *shape[1:])
         for i, img in enumerate(bgr):
@@ -197,6 +198,19 @@ class Model:
             if stage != "infer":
                 totals[stage] = totals.get(stage, 0.0) + ms
         return list(results)
+
+    def _batch_buffer(self, shape: tuple[int, ...], dtype: str, used: int) -> np.ndarray:
+        """The input tensor for ``shape``, allocated once and reused (a live source keeps one shape);
+        slots past ``used`` (a fixed batch padded with zeros) are cleared."""
+        key = (shape, dtype)
+        buf = self._batches.get(key)
+        if buf is None:
+            if len(self._batches) >= 4:  # images of ever-changing sizes: do not hoard buffers
+                self._batches.clear()
+            buf = self._batches[key] = np.zeros(shape, dtype=np.dtype(dtype))
+        elif used < shape[0]:
+            buf[used:] = 0
+        return buf
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def close(self) -> None:

@@ -23,10 +23,10 @@ def test_demo_builds_once_runs_and_prints_where_outputs_are(tmp_path: Path, caps
     assert "bundle: building" in first and "clip: making" in first
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert [e["frame_id"] for e in events] == list(range(12))
-    # one face per photo in the clip: scikit-image's astronaut and camera, and matplotlib's grace_hopper (dev extra)
-    assert all(len(e["detections"]) == 3 and e["detections"][0]["label"] == "face" for e in events)
+    # two photos, one face each: astronaut and grace_hopper (or camera where matplotlib is absent)
+    assert all(len(e["detections"]) == 2 and e["detections"][0]["label"] == "face" for e in events)
     assert f"events: {out / 'events.jsonl'}" in first and f"video:  {out / 'demo.mp4'}" in first
-    assert "faces: 36 detections in 12 frames at" in first
+    assert "faces: 24 detections in 12 frames at" in first
     cap = cv2.VideoCapture(str(out / "demo.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(30)
     cap.release()
@@ -46,3 +46,25 @@ def test_importing_the_demo_command_stays_lean() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_demo_photos_without_matplotlib_use_the_camera_photo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo extra installs scikit-image only: its grayscale camera photo stands in for grace_hopper."""
+    import builtins
+
+    from edge.cli.demo import _photos
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name: str, *args: object, **kwargs: object) -> object:
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    with_mpl = _photos()
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    without = _photos()
+    assert len(with_mpl) == len(without) == 2
+    assert with_mpl[0].shape == without[0].shape == (512, 512, 3)  # astronaut
+    assert with_mpl[1].shape != without[1].shape
+    assert without[1].shape == (512, 512, 3) and (without[1][..., 0] == without[1][..., 2]).all()  # gray camera
