@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 
 from builders.calibration import Sample
+from builders.onnx_load import lowest_ir_version
 from builders.progress import Progress
 from builders.shapes import ort_error_summary, ort_session
 from edge.errors import BuildError
@@ -46,7 +47,8 @@ def _simulation_session(model: onnx.ModelProto) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 4
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    data = lowest_ir_version(model).SerializeToString()
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

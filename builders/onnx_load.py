@@ -115,6 +115,20 @@ def with_plugin_domain(model: onnx.ModelProto, ops: list[str]) -> onnx.ModelProt
     return out
 
 
+def lowest_ir_version(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Lower ``model.ir_version`` (in place) to the lowest one its opsets need.
+
+    onnx's helpers stamp the newest IR version (14 with onnx 1.23) on every model they touch, while
+    ONNX Runtime releases refuse newer IR versions than they know (1.23, the last for Python 3.10 and
+    JetPack 6, stops at 11). The opsets, not the stamp, decide what a model uses, so the bundle's ONNX
+    and every session the builder opens carry the lowest version that holds them.
+    """
+    needed = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    if model.ir_version > needed:
+        model.ir_version = needed
+    return model
+
+
 def load_onnx(path: str | os.PathLike[str], *, infer_shapes: bool = True) -> onnx.ModelProto:
     """Load, check and prepare an ONNX model; a :class:`BuildError` naming the file for anything wrong."""
     p = Path(path)
@@ -159,6 +173,7 @@ def load_onnx(path: str | os.PathLike[str], *, infer_shapes: bool = True) -> onn
     removed = remove_initializer_inputs(model)
     if removed:
         log.info("%s: removed %d initializers that were also listed as graph inputs", p.name, removed)
+    lowest_ir_version(model)  # the bundle's ONNX then loads on older ONNX Runtime releases (JetPack 6)
     if infer_shapes:
         model = infer_model_shapes(model)
     return model

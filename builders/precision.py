@@ -29,7 +29,7 @@ import onnx
 from onnx import numpy_helper
 
 from builders.calibration import Sample, collect_stats, float_tensor_types
-from builders.onnx_load import nonstandard_ops, with_plugin_domain
+from builders.onnx_load import lowest_ir_version, nonstandard_ops, with_plugin_domain
 from builders.shapes import ort_error_summary, ort_session
 from edge.errors import BuildError, ConfigError
 
@@ -102,6 +102,8 @@ def fp16_block_nodes(model: onnx.ModelProto, samples: Sequence[Sample] = (), lim
 def to_fp16(model: onnx.ModelProto, samples: Sequence[Sample] = (), *, limit: float = FP16_LIMIT) -> onnx.ModelProto:
     """FP16 compute, FP32 inputs and outputs; see the module doc for what stays FP32."""
     from onnxconverter_common import float16
+
+    lowest_ir_version(model)
 
     work = _copy(model)
     name_nodes(work)
@@ -252,6 +254,7 @@ def quantize(
     model: onnx.ModelProto, samples: Sequence[Sample], *, precision: str = "int8", method: str = "entropy"
 ) -> onnx.ModelProto:
     """Q/DQ model for TensorRT (``precision`` ``int8`` or ``fp8``), calibrated on ``samples``."""
+    lowest_ir_version(model)
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if precision not in ("int8", "fp8"):

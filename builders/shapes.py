@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from builders.onnx_load import describe_io, graph_inputs, nonstandard_ops
+from builders.onnx_load import describe_io, graph_inputs, lowest_ir_version, nonstandard_ops
 from edge.errors import BuildError, ConfigError
 from edge.manifest import TensorSpec
 from edge.spec import PreprocessSpec
@@ -156,7 +156,8 @@ def ort_session(model: onnx.ModelProto) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 4
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    data = lowest_ir_version(model).SerializeToString()
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
 def _run(session: Any, feeds: dict[str, np.ndarray], wanted: str) -> list[np.ndarray]:

@@ -133,3 +133,26 @@ def test_tensorrt_plugin_op_in_the_default_domain_is_accepted(tmp_path: Path, ca
     onnx.save(_nms_model("nowhere"), str(path))  # the rest of the graph is still checked
     with pytest.raises(BuildError, match="checker rejects"):
         load_onnx(path)
+
+
+@pytest.mark.parametrize(("opset", "stamped", "expected"), [(17, 14, 8), (21, 14, 10), (11, 6, 6), (17, 7, 7)])
+def test_ir_version_is_lowered_to_what_the_opsets_need(tmp_path: Path, opset: int, stamped: int, expected: int) -> None:
+    """onnx stamps its newest IR version on new models; ONNX Runtime 1.23 (Python 3.10, JetPack 6) refuses
+    IR > 11. Loading lowers the stamp to the opsets' minimum (never raises it), and ONNX Runtime runs it."""
+    import onnxruntime as ort
+
+    graph = oh.make_graph(
+        [oh.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", opset)])
+    model.ir_version = stamped
+    path = tmp_path / "relu.onnx"
+    onnx.save(model, path)
+    loaded = load_onnx(path)
+    assert loaded.ir_version == expected
+    session = ort.InferenceSession(loaded.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": np.array([[-1, 2, -3, 4]], np.float32)})
+    assert y.tolist() == [[0, 2, 0, 4]]
