@@ -17,14 +17,13 @@ mypy against the ``tensorrt-stubs`` API (``scripts/make_stubs.py``).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
 from builders.engine_common import EngineBuild, EngineRequest, library_version
 from edge.errors import BuildError
+from edge.fsutil import atomic_write
 
 HARDWARE_COMPATIBILITY = {"ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
 
@@ -78,15 +77,7 @@ def classic_version() -> str | None:
 
 def save_timing_cache(path: Path, data: bytes | memoryview) -> None:
     """Write the timing cache atomically (temp file beside it, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
 
 
 def build_classic(request: EngineRequest, options: ClassicOptions, precision: str) -> ClassicPlan:

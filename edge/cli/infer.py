@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from edge.fsutil import atomic_write
 
 # The ``--backend`` choices: ``edge.runtime.select.BACKEND_CHOICES``, spelled out because importing
 # ``edge.runtime`` at registration would load numpy, OpenCV and the backends for every command
@@ -34,17 +34,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--save", type=Path, metavar="DIR", help="write annotated images (or .npz for raw outputs)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: its default)")
     p.set_defaults(func=run)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_result(out_dir: Path, image_path: str, image: Any, result: Any, used: set[str]) -> Path:
@@ -69,13 +58,13 @@ def save_result(out_dir: Path, image_path: str, image: Any, result: Any, used: s
         arrays: dict[str, Any] = {k: np.asarray(v) for k, v in result.outputs.items()}
         np.savez(buf, **arrays)
         path = out_dir / f"{name}.npz"
-        _write_atomic(path, buf.getvalue())
+        atomic_write(path, buf.getvalue())
         return path
     ok, encoded = cv2.imencode(".jpg", draw(image, result))
     if not ok:
         raise SourceError(f"{out_dir / name}.jpg: OpenCV could not encode the annotated image")
     path = out_dir / f"{name}.jpg"
-    _write_atomic(path, encoded.tobytes())
+    atomic_write(path, encoded.tobytes())
     return path
 
 
