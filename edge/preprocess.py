@@ -42,9 +42,14 @@ class Meta:
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file as HxWx3 uint8 BGR; a clear error for missing, empty or undecodable files."""
     p = Path(path)
+    if p.is_dir():
+        raise SourceError(f"{p}: is a directory, not an image file; name the image files (e.g. {p}/*.jpg)")
     if not p.is_file():
         raise SourceError(f"{p}: image file not found")
-    data = np.fromfile(str(p), dtype=np.uint8)
+    try:
+        data = np.fromfile(str(p), dtype=np.uint8)
+    except OSError as exc:
+        raise SourceError(f"{p}: cannot read the image file ({exc.strerror or exc})") from None
     if data.size == 0:
         raise SourceError(f"{p}: image file is empty")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import cv2
 import numpy as np
@@ -215,9 +216,26 @@ def test_load_image(tmp_path: object) -> None:
     assert load_image(folder / "gray.png").shape == (20, 30, 3)
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "junk.jpg").write_bytes(b"not an image")
-    for name, message in [("missing.jpg", "not found"), ("empty.jpg", "empty"), ("junk.jpg", "not a readable image")]:
+    (folder / "photos").mkdir()
+    for name, message in [
+        ("missing.jpg", "not found"),
+        ("empty.jpg", "empty"),
+        ("junk.jpg", "not a readable image"),
+        ("photos", "is a directory, not an image file"),
+    ]:
         with pytest.raises(SourceError, match=message):
             load_image(folder / name)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_load_image_without_read_permission(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "locked.png"
+    cv2.imwrite(str(path), photo(20, 30, "gray"))
+    path.chmod(0)
+    with pytest.raises(SourceError, match=r"locked.png: cannot read the image file \(Permission denied\)"):
+        load_image(path)
 
 
 @pytest.mark.parametrize("view", ["flipped", "roi", "fortran", "channels reversed"])

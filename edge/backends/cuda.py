@@ -52,6 +52,22 @@ def call(name: str, *args: Any) -> Any:
     return check(getattr(runtime(), name)(*args), name)
 
 
+# What the usual "no GPU here" answers of cudaGetDeviceCount mean, for skip reasons and `edge doctor`.
+HINTS = {
+    "cudaErrorInsufficientDriver": "no NVIDIA driver loaded, or one older than this CUDA runtime",
+    "cudaErrorNoDevice": "the driver sees no CUDA device",
+    "cudaErrorDevicesUnavailable": "every CUDA device is busy or in exclusive/prohibited compute mode",
+    "cudaErrorSystemDriverMismatch": "the kernel driver and the user-mode driver versions differ",
+    "cudaErrorCompatNotSupportedOnDevice": "the CUDA forward-compatibility package does not support this GPU",
+}
+
+
+def explain(name: str) -> str:
+    """A CUDA error name with what it usually means, e.g. ``cudaErrorNoDevice (the driver sees no ...)``."""
+    hint = HINTS.get(name)
+    return f"{name} ({hint})" if hint else name
+
+
 def cuda_available() -> tuple[bool, str]:
     """Whether a CUDA device answers here, and if not, why (missing library, driver, or device)."""
     try:
@@ -63,7 +79,7 @@ def cuda_available() -> tuple[bool, str]:
     except Exception as exc:  # the CUDA runtime library itself failed to load
         return False, f"CUDA runtime unusable: {exc}"
     if int(err) != 0:
-        return False, f"cudaGetDeviceCount: {error_name(err)}"
+        return False, f"cudaGetDeviceCount: {explain(error_name(err))}"
     if count < 1:
         return False, "no CUDA device found"
     return True, ""

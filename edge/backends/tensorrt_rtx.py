@@ -19,13 +19,12 @@ from edge.backends.trt_common import TrtBackendBase
 from edge.errors import ConfigError, EngineError
 from edge.fsutil import atomic_write
 from edge.manifest import Artifact, TensorSpec
+from edge.runtime.select import CUDA_GRAPH
 
 if TYPE_CHECKING:
     import tensorrt_rtx
 
 log = logging.getLogger(__name__)
-
-CUDA_GRAPH = ("none", "whole")
 
 
 class RuntimeCacheStore:

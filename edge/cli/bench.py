@@ -1,4 +1,4 @@
-"""``edge bench BUNDLE [--backend B] [--batch N] [--iterations N] [--warmup N] [--json]``.
+"""``edge bench BUNDLE [--backend B] [--batch N] [--iterations N] [--warmup N] [--cuda-graph S] [--json]``.
 
 Times the backend on example inputs of the bundle's optimization-profile shape and prints trtexec's metric
 names (Throughput qps; Latency min/mean/median/percentiles; H2D, GPU compute and D2H where measured).
@@ -28,6 +28,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--iterations", type=int, default=100, help="timed calls (default 100)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: its default)")
+    p.add_argument(
+        "--cuda-graph",
+        choices=("none", "whole"),
+        default="none",
+        help="TensorRT-RTX CUDA graph strategy (whole: capture the whole graph); other backends ignore it",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -58,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.iterations < 1 or args.warmup < 0:
         raise ConfigError("--batch and --iterations must be >= 1, --warmup >= 0")
     backend = None if args.backend == "auto" else args.backend
-    with load(args.bundle, backend, warmup=0, intra_op_threads=args.threads) as model:
+    with load(args.bundle, backend, warmup=0, intra_op_threads=args.threads, cuda_graph=args.cuda_graph) as model:
         print(f"benchmarking {model.manifest.name}: {model.artifact.file} on {model.backend_name}", file=sys.stderr)
         result = benchmark(model, batch=args.batch, iterations=args.iterations, warmup=args.warmup, progress=Progress())
     print(json.dumps(result, indent=2) if args.json else format_report(result))

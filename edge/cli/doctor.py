@@ -14,6 +14,8 @@ import sys
 from typing import Any
 
 # (atol, rtol) by the bundle's precision: outputs pass when |x - ref| <= atol + rtol * |ref| everywhere.
+# platforms.Machine fields shown on the ``gpu:`` line (driver, CUDA, JetPack, L4T)
+GPU_VERSIONS = ("driver_version", "cuda_version", "jetpack_version", "l4t_version")
 TOLERANCES = {"fp32": (1e-3, 1e-3), "fp16": (3e-2, 3e-2), "int8": (0.25, 0.25), "fp8": (0.25, 0.25)}
 
 
@@ -42,9 +44,12 @@ def versions() -> dict[str, str | None]:
         "onnxruntime",
         "onnxruntime-gpu",
         "tensorrt",
+        "tensorrt_cu13",
+        "tensorrt_cu12",
         "tensorrt_rtx_cu13",
         "tensorrt_rtx_cu12",
         "cuda-python",
+        "cuda-bindings",
     ):
         try:
             out[dist] = metadata.version(dist)
@@ -150,8 +155,11 @@ def check_bundle(path: str, atol: float | None, rtol: float | None, facts: Any) 
             )
             continue
         entry: dict[str, Any] = {"file": art.file, "backend": choice.label}
+        # progress: a TensorRT-RTX plan JIT-compiles its kernels on first load (can take a while)
+        print(f"checking {art.file} on {choice.label} ...", file=sys.stderr, flush=True)
         try:
-            backend = make_backend(bundle, choice, state_dir=_state_dir())
+            # pinned: a CUDA provider that does not start is a failure, not a CPU run compared with the CPU
+            backend = make_backend(bundle, choice, state_dir=_state_dir(), pinned=choice.label)
             with backend:
                 outputs = backend.infer(feeds)
             entry.update(compare(outputs, reference, a_tol, r_tol))
@@ -160,6 +168,8 @@ def check_bundle(path: str, atol: float | None, rtol: float | None, facts: Any) 
             entry.update({"status": "failed", "ok": False, "reason": str(exc)})
         report["artifacts"].append(entry)
     report["ok"] = all(a.get("ok", True) for a in report["artifacts"])
+    report["compared"] = sum(1 for a in report["artifacts"] if a["status"] not in ("reference", "skipped"))
+    report["skipped"] = sum(1 for a in report["artifacts"] if a["status"] == "skipped")
     return report
 
 
@@ -172,6 +182,13 @@ def _state_dir() -> Any:
 def format_text(machine: dict[str, Any], report: dict[str, Any] | None) -> str:
     lines = [f"platform: {machine['target']} ({machine['reason']})", f"machine: {machine['facts']}"]
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()))
+    gpu = machine.get("gpu") or {}
+    if gpu.get("name") or gpu.get("compute_capability"):
+        bits = [f"{gpu.get('name') or '?'} (sm {gpu.get('compute_capability') or '?'})"]
+        bits += [f"{k.replace('_version', '')} {gpu[k]}" for k in GPU_VERSIONS if gpu.get(k)]
+        lines.append("gpu: " + ", ".join(bits))
+    else:
+        lines.append("gpu: none detected")
     lines.append("cuda: " + ("available" if machine["cuda"] else f"not available ({machine['cuda_reason']})"))
     if report is None:
         return "\n".join(lines)
@@ -191,6 +208,10 @@ def format_text(machine: dict[str, Any], report: dict[str, Any] | None) -> str:
             else:
                 flag = "ok" if o["ok"] else "MISMATCH"
                 lines.append(f"    {name}: max abs {o['max_abs']:.3g}, max rel {o['max_rel']:.3g} {flag}")
+    lines.append(
+        f"checked: {report['compared']} artifact(s) compared with ONNX Runtime CPU, {report['skipped']} skipped"
+        + (" (nothing but the reference runs here)" if not report["compared"] else "")
+    )
     lines.append("result: " + ("ok" if report["ok"] else "MISMATCH: an artifact disagrees with ONNX Runtime CPU"))
     return "\n".join(lines)
 
@@ -207,6 +228,12 @@ def run(args: argparse.Namespace) -> int:
         "facts": facts.describe(),
         "cuda": facts.cuda,
         "cuda_reason": facts.cuda_reason,
+        "gpu": {
+            "name": facts.gpu_name,
+            "compute_capability": facts.compute_capability,
+            "count": int(getattr(machine_obj, "gpu_count", 0) or 0),
+            **{k: getattr(machine_obj, k, None) for k in GPU_VERSIONS},
+        },
         "versions": versions(),
     }
     report = check_bundle(args.bundle, args.atol, args.rtol, facts) if args.bundle else None

@@ -85,16 +85,17 @@ def run(args: argparse.Namespace) -> int:
     from edge.results import result_json
     from edge.runtime import load
 
-    if args.save is not None:
-        try:
-            args.save.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SourceError(f"{args.save}: cannot create the output directory ({exc.strerror})") from None
-    # Read every image first: a bad file fails before the model loads, and nothing is half-written.
+    # Read every image first: a bad file fails before the model loads; the --save directory is made only once
+    # the images and the model are good, so a user mistake leaves nothing on disk.
     images = [(path, load_image(path)) for path in args.images]
     backend = None if args.backend == "auto" else args.backend
     used: set[str] = set()
     with load(args.bundle, backend, intra_op_threads=args.threads) as model:
+        if args.save is not None:
+            try:
+                args.save.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SourceError(f"{args.save}: cannot create the output directory ({exc.strerror})") from None
         if not args.json:
             print(f"{model.manifest.name}: {model.artifact.file} on {model.backend_name}", file=sys.stderr)
         for path, image in images:

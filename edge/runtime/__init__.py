@@ -15,9 +15,10 @@ import os
 from pathlib import Path
 
 from edge.backends.base import Backend
+from edge.errors import ConfigError
 from edge.runtime.bundle import Bundle
 from edge.runtime.model import Model
-from edge.runtime.select import BACKEND_CHOICES, Choice, Facts, select_artifact
+from edge.runtime.select import BACKEND_CHOICES, CUDA_GRAPH, Choice, Facts, select_artifact
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,20 @@ def _onnx_cpu_only(bundle: Bundle, backend: str | None) -> Facts | None:
     )
 
 
-def make_backend(bundle: Bundle, choice: Choice, *, state_dir: Path, intra_op_threads: int = 0) -> Backend:
-    """The backend object for a selected artifact (not yet loaded); the artifact's sha256 is checked here."""
+def make_backend(
+    bundle: Bundle,
+    choice: Choice,
+    *,
+    state_dir: Path,
+    intra_op_threads: int = 0,
+    pinned: str | None = None,
+    cuda_graph: str = "none",
+) -> Backend:
+    """The backend object for a selected artifact (not yet loaded); the artifact's sha256 is checked here.
+
+    ``pinned="onnxruntime-cuda"`` makes a CUDA provider that does not start an error instead of a silent
+    fall-back to the CPU; ``cuda_graph`` is the TensorRT-RTX CUDA graph strategy (``none`` or ``whole``).
+    """
     m = bundle.manifest
     if choice.backend == "onnxruntime":
         from edge.backends.onnxruntime import OnnxRuntimeBackend
@@ -79,7 +92,7 @@ def make_backend(bundle: Bundle, choice: Choice, *, state_dir: Path, intra_op_th
             m.outputs,
             providers=choice.providers,
             intra_op_threads=intra_op_threads,
-            require_provider=False,
+            require_provider=pinned == "onnxruntime-cuda",
         )
     plan = bundle.read_verified(choice.artifact)
     if choice.backend == "tensorrt":
@@ -88,7 +101,9 @@ def make_backend(bundle: Bundle, choice: Choice, *, state_dir: Path, intra_op_th
         return TensorRTBackend(plan, m.inputs, m.outputs, artifact=choice.artifact)
     from edge.backends.tensorrt_rtx import TensorRTRTXBackend
 
-    return TensorRTRTXBackend(plan, m.inputs, m.outputs, artifact=choice.artifact, state_dir=state_dir)
+    return TensorRTRTXBackend(
+        plan, m.inputs, m.outputs, artifact=choice.artifact, state_dir=state_dir, cuda_graph=cuda_graph
+    )
 
 
 def load(
@@ -99,13 +114,18 @@ def load(
     warmup: int = 2,
     facts: Facts | None = None,
     intra_op_threads: int = 0,
+    cuda_graph: str = "none",
 ) -> Model:
     """Open a bundle, pick the artifact for this machine (or the pinned ``backend``), load it and warm it up.
 
     ``backend``: one of :data:`BACKEND_CHOICES` or None (best available). ``state_dir``: where the
     TensorRT-RTX runtime cache lives (default :func:`default_state_dir`). ``warmup``: inferences on
     example inputs before the first real frame. ``facts``: this machine (default :func:`detect_facts`).
+    ``cuda_graph``: TensorRT-RTX's CUDA graph strategy, ``none`` or ``whole`` (WHOLE_GRAPH_CAPTURE).
+    A pinned ``onnxruntime-cuda`` whose CUDA provider does not start is an EngineError, not a CPU fall-back.
     """
+    if cuda_graph not in CUDA_GRAPH:
+        raise ConfigError(f"cuda_graph: {cuda_graph!r} is not one of {', '.join(CUDA_GRAPH)}")
     b = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
     if backend == "auto":
         backend = None
@@ -114,7 +134,9 @@ def load(
     for file, why in choice.skipped:
         log.info("skipped %s: %s", file, why)
     state = Path(state_dir) if state_dir is not None else default_state_dir()
-    impl = make_backend(b, choice, state_dir=state, intra_op_threads=intra_op_threads)
+    impl = make_backend(
+        b, choice, state_dir=state, intra_op_threads=intra_op_threads, pinned=backend, cuda_graph=cuda_graph
+    )
     impl.load()
     model = Model(b, choice, impl)
     try:

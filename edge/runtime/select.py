@@ -25,6 +25,8 @@ from edge.manifest import Artifact
 # Runtime pinned to one execution provider.
 BACKEND_CHOICES = ("tensorrt", "tensorrt-rtx", "onnxruntime", "onnxruntime-cuda", "onnxruntime-cpu")
 ORT_GPU_PROVIDERS = ("CUDAExecutionProvider",)
+# TensorRT-RTX CUDA graph strategies (``load(cuda_graph=...)``, ``edge bench --cuda-graph``)
+CUDA_GRAPH = ("none", "whole")
 
 
 @dataclass(frozen=True)

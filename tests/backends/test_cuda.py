@@ -30,6 +30,23 @@ def test_cuda_available_says_why_not() -> None:
     ok, reason = cuda.cuda_available()
     assert not ok
     assert reason.startswith("cudaGetDeviceCount: cudaError") or reason == "no CUDA device found"
+    name = reason.removeprefix("cudaGetDeviceCount: ").split(" ")[0]
+    if name in cuda.HINTS:  # the usual no-GPU answers come with what they mean (skip reasons, edge doctor)
+        assert reason == f"cudaGetDeviceCount: {name} ({cuda.HINTS[name]})"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("cudaErrorInsufficientDriver", "cudaErrorInsufficientDriver (no NVIDIA driver loaded, or one older than"),
+        ("cudaErrorNoDevice", "cudaErrorNoDevice (the driver sees no CUDA device)"),
+        ("cudaErrorLaunchFailure", "cudaErrorLaunchFailure"),
+    ],
+)
+def test_explain_error_names(name: str, expected: str) -> None:
+    assert cuda.explain(name).startswith(expected)
+    if name not in cuda.HINTS:
+        assert cuda.explain(name) == name
 
 
 @no_gpu_only

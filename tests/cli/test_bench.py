@@ -46,6 +46,23 @@ def test_bad_arguments(bundle: Path, capsys: pytest.CaptureFixture[str], args: l
     assert fragment in capsys.readouterr().err
 
 
+def test_cuda_graph_option(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--cuda-graph`` lists the runtime's strategies; off TensorRT-RTX it is accepted and ignored."""
+    from edge.cli import make_parser
+    from edge.runtime.select import CUDA_GRAPH
+
+    assert [make_parser().parse_args(["bench", "B", "--cuda-graph", g]).cuda_graph for g in CUDA_GRAPH] == list(
+        CUDA_GRAPH
+    )
+    assert main(["bench", str(bundle), "--iterations", "2", "--warmup", "0", "--cuda-graph", "whole", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["backend"] == "onnxruntime-cpu"
+    with pytest.raises(SystemExit) as info:
+        main(["bench", str(bundle), "--cuda-graph", "all"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "invalid choice: 'all'" in err
+    assert "(choose from " + ", ".join(repr(g) for g in CUDA_GRAPH) + ")" in err  # no other choice offered
+
+
 def test_summarize_percentiles() -> None:
     s = summarize([float(v) for v in range(1, 101)])
     assert (s["min"], s["median"], s["max"]) == (1.0, 50.5, 100.0)

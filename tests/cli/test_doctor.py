@@ -41,7 +41,35 @@ def test_bundle_without_gpu_lists_skipped_artifacts(tmp_path: Path, capsys: pyte
     assert main(["doctor", str(bundle)]) == 0
     text = capsys.readouterr().out
     assert "engine-rtx-ampere.plan on tensorrt-rtx: skipped (no usable CUDA GPU" in text
+    assert "\ngpu: none detected\n" in text
+    assert (
+        "checked: 0 artifact(s) compared with ONNX Runtime CPU, 2 skipped (nothing but the reference runs here)" in text
+    )
     assert text.rstrip().endswith("result: ok")
+    assert report["compared"] == 0 and report["skipped"] == 2
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(), reason="onnxruntime has CUDA here"
+)
+def test_cuda_provider_that_does_not_start_is_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Facts of a CUDA machine with onnxruntime-gpu (the hardware boundary) on this CPU-only onnxruntime: the CUDA
+    run must not silently run on the CPU and pass as "ok" against the CPU reference."""
+    from edge.cli.doctor import check_bundle, format_text
+    from edge.runtime import Facts
+
+    facts = Facts(cuda=True, compute_capability="8.6", ort_providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
+    report = check_bundle(str(write_bundle(tmp_path / "b.bundle")), None, None, facts)
+    cuda = next(a for a in report["artifacts"] if a["backend"] == "onnxruntime-cuda")
+    assert cuda["status"] == "failed" and "CUDAExecutionProvider did not start" in cuda["reason"]
+    assert report["ok"] is False and report["compared"] == 1
+    assert "checking model.onnx on onnxruntime-cuda ..." in capsys.readouterr().err  # progress
+    machine = {"target": "x", "reason": "r", "facts": "f", "cuda": True, "cuda_reason": "", "versions": {}}
+    machine["gpu"] = {"name": "Orin", "compute_capability": "8.7", "driver_version": "540.4", "l4t_version": "36.4.3"}
+    text = format_text(machine, report)
+    assert "\ngpu: Orin (sm 8.7), driver 540.4, l4t 36.4.3\n" in text
+    assert "model.onnx on onnxruntime-cuda: failed (onnxruntime: CUDAExecutionProvider did not start" in text
+    assert text.endswith("result: MISMATCH: an artifact disagrees with ONNX Runtime CPU")
 
 
 def test_doctor_on_a_broken_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -93,7 +93,7 @@ def test_errors_are_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and fragment in err[-1]
     assert "Traceback" not in "\n".join(err)
-    assert not out.exists() or list(out.iterdir()) == []  # nothing half-written
+    assert not out.exists()  # nothing written, not even the --save directory
 
 
 def test_backend_choices_match_the_runtime_and_stay_light() -> None:
@@ -108,3 +108,48 @@ def test_backend_choices_match_the_runtime_and_stay_light() -> None:
     code = "import sys; from edge.cli import make_parser; make_parser(); print('edge.runtime' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_save_directory_that_cannot_be_made(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["infer", str(bundle), str(photo_path("camera")), "--save", str(blocker / "out")]) == 6
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: {blocker / 'out'}: cannot create the output directory (Not a directory)"
+
+
+def test_classification_json_has_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A classifier (mean colour of the image per BGR channel, as logits) through ``edge infer --json --save``."""
+    from onnx import TensorProto, helper
+
+    from edge.manifest import TensorSpec
+    from edge.spec import PreprocessSpec
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]), helper.make_node("Flatten", ["pooled"], ["y"])],
+        "mean_colour",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    bundle = write_bundle(
+        tmp_path / "cls.bundle",
+        model.SerializeToString(),
+        preprocess=PreprocessSpec(input="input", resize="stretch", color="bgr", size=(16, 16)),
+        postprocess=PostprocessSpec(
+            task="classify", labels=("blue", "green", "red"), top_k=2, options={"softmax": False}
+        ),
+        inputs=[TensorSpec("input", "float32", (-1, 3, 16, 16))],
+        outputs=[TensorSpec("y", "float32", (-1, 3))],
+        name="colour",
+    )
+    red = tmp_path / "red.png"
+    cv2.imwrite(str(red), np.full((40, 30, 3), (0, 0, 255), np.uint8))
+    assert main(["infer", str(bundle), str(red), "--json", "--save", str(tmp_path / "o")]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert line == {
+        "image": str(red),
+        "classes": [{"class_id": 2, "label": "red", "score": 1.0}, {"class_id": 0, "label": "blue", "score": 0.0}],
+    }
+    assert cv2.imread(str(tmp_path / "o" / "red.jpg")).shape == (40, 30, 3)

@@ -10,7 +10,7 @@ import pytest
 
 from edge.errors import BundleError, ConfigError, EngineError
 from edge.results import Detections
-from edge.runtime import load
+from edge.runtime import Facts, load
 from edge.runtime.model import Model
 from tests.runtime.bundles import photo, write_bundle
 from tests.runtime.conftest import CPU
@@ -148,6 +148,42 @@ def test_pinned_backend_that_cannot_run_here(face_bundle: Path) -> None:
         load(face_bundle, "tensorrt", facts=CPU)
     assert "nothing in this bundle runs here with backend 'tensorrt'" in str(info.value)
     assert f"--target cpu -o {face_bundle}" in str(info.value)
+
+
+GPU_ORT = Facts(
+    target="rtx-ampere",
+    gpu_name="RTX",
+    compute_capability="8.6",
+    cuda=True,
+    ort_providers=("CUDAExecutionProvider", "CPUExecutionProvider"),
+)  # the facts of a CUDA machine with onnxruntime-gpu (the hardware boundary); this onnxruntime has no CUDA
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(), reason="onnxruntime has CUDA here"
+)
+def test_pinned_onnxruntime_cuda_does_not_fall_back_to_the_cpu(face_bundle: Path) -> None:
+    with pytest.raises(EngineError, match=r"CUDAExecutionProvider did not start \(active: CPUExecutionProvider\)"):
+        load(face_bundle, "onnxruntime-cuda", facts=GPU_ORT)
+    with load(face_bundle, facts=GPU_ORT, warmup=0) as model:  # not pinned: the CPU, with a warning
+        assert model.choice.label == "onnxruntime-cuda" and model.backend_name == "onnxruntime-cpu"
+
+
+def test_cuda_graph_option(face_bundle: Path, tmp_path: Path) -> None:
+    from edge.backends.tensorrt_rtx import TensorRTRTXBackend
+    from edge.runtime import Bundle, make_backend
+    from edge.runtime.select import Choice
+    from tests.runtime.bundles import plan_artifact
+
+    with pytest.raises(ConfigError, match="cuda_graph: 'all' is not one of none, whole"):
+        load(face_bundle, facts=CPU, cuda_graph="all")
+    with load(face_bundle, facts=CPU, warmup=0, cuda_graph="whole") as model:  # ignored off TensorRT-RTX
+        assert model.backend_name == "onnxruntime-cpu"
+    art, data = plan_artifact()
+    bundle = Bundle.open(write_bundle(tmp_path / "rtx.bundle", plans=[(art, data)]))
+    plan = next(a for a in bundle.manifest.artifacts if a.backend == "tensorrt-rtx")
+    backend = make_backend(bundle, Choice(plan, "tensorrt-rtx"), state_dir=tmp_path, cuda_graph="whole")
+    assert isinstance(backend, TensorRTRTXBackend) and backend.cuda_graph == "whole"  # built, not loaded (no GPU)
 
 
 def test_detected_machine_runs_the_onnx(face_bundle: Path) -> None:
