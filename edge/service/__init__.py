@@ -7,9 +7,10 @@ to register on the pipeline (each has ``close()``):
   WATCHDOG driven by frame progress, STATUS, STOPPING;
 - :class:`~edge.service.http.HttpObserver` when the run config has an ``http`` section.
 
-The HTTP API's ``POST /v1/infer`` shares the pipeline's model. A runtime ``Model`` is not thread-safe,
-so every caller of ``predict``/``predict_batch``/``infer_raw`` on a model the API may also use holds
-:func:`model_lock` (``with model_lock(model): ...``); the pipeline does so around its inference stage.
+The HTTP API's ``POST /v1/infer`` shares the pipeline's model. A runtime ``Model`` serialises its
+backend calls on ``Model.lock`` (a re-entrant lock); :func:`model_lock` returns that lock, so the API
+holds it around ``predict`` and the read of ``model.timings`` and never interleaves with the pipeline.
+Objects without a ``lock`` attribute get one shared lock per object from :func:`model_lock`.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import numpy as np
 
 from edge.observer import FrameResult, PipelineStats
 from edge.results import result_json
+from edge.service import model_lock as shared_model_lock
 from edge.service.config import HttpConfig
 from edge.service.metrics import Metrics
 
@@ -43,7 +44,8 @@ class Api:
         self.config = config
         self.model = model
         self.metrics = metrics
-        self.model_lock = model_lock or threading.Lock()
+        # By default the model's own lock (Model.lock), so a request's predict + timings are one atomic step.
+        self.model_lock = model_lock if model_lock is not None else shared_model_lock(model)
         self.state = "starting"
         self.stream_slots = threading.BoundedSemaphore(MAX_STREAMS)
         self._token_digest = hashlib.sha256(token).digest() if token is not None else None

@@ -64,7 +64,9 @@ class Metrics:
         self.infer_ms = Histogram()
         self.stats = PipelineStats()
         self.state = "starting"
-        self._lock = threading.Lock()
+        # Re-entrant: the pipeline's "stopping" event can reach on_event from a signal handler on the main
+        # thread, which may have been interrupted inside this lock.
+        self._lock = threading.RLock()
 
     def on_frame(self, frame: FrameResult, stats: PipelineStats) -> None:
         self.stats = stats

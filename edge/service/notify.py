@@ -9,6 +9,10 @@ The watchdog follows the pipeline, not the process: a thread wakes every ``Watch
 attempted) since the previous wake-up. A pipeline that stalls, with every thread still alive, stops
 pinging and systemd restarts it. systemd arms the watchdog when READY=1 arrives; until then
 ``TimeoutStartSec=`` covers model loading and warm-up.
+
+``STOPPING=1`` goes out when the pipeline stops taking frames (its ``stopping`` event: SIGTERM, end of
+stream, ``max_frames``...), before the frames in flight are drained; watchdog pings continue while they
+drain. A pipeline that ends on an error sends it from ``on_stop``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # Events that show the pipeline is alive while no frames flow (a camera being reopened).
 PROGRESS_EVENTS = frozenset({"reconnect", "reconnecting"})
+# The pipeline's event when it stops taking frames and starts draining the ones in flight.
+STOPPING_EVENT = "stopping"
 
 
 class Notifier:
@@ -34,7 +40,9 @@ class Notifier:
     def __init__(self, address: str | None) -> None:
         self.address = address
         self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
+        # Reentrant: the pipeline's stop() (hence STOPPING=1) may run in a signal handler on the main thread,
+        # which can interrupt that same thread inside send().
+        self._lock = threading.RLock()
         self._target: str | bytes | None = None
         if address:
             if address.startswith("@"):
@@ -112,6 +120,7 @@ class NotifyObserver:
         self._pinged_at = 0
         self._stats = PipelineStats()
         self._stalled = False
+        self._stopping_sent = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -134,11 +143,19 @@ class NotifyObserver:
     def on_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
         if kind in PROGRESS_EVENTS:
             self._progress += 1
+        elif kind == STOPPING_EVENT and not self._stopping_sent:
+            # Draining starts: tell systemd now (the watchdog keeps following the frames still in flight).
+            self._stopping_sent = True
+            self.notifier.notify(STOPPING=1, STATUS=f"stopping: {message}")
 
     def on_stop(self, stats: PipelineStats) -> None:
         self._stats = stats
         self._halt()
-        self.notifier.notify(STOPPING=1, STATUS=status_line(stats, "stopping"))
+        if self._stopping_sent:
+            self.notifier.notify(STATUS=status_line(stats, "stopped"))
+        else:  # a pipeline that stopped on an error, without draining
+            self._stopping_sent = True
+            self.notifier.notify(STOPPING=1, STATUS=status_line(stats, "stopping"))
 
     def close(self) -> None:
         self._halt()
@@ -171,9 +188,10 @@ class NotifyObserver:
             log.info("pipeline progressing again")
             self._stalled = False
         self._pinged_at = progress
+        status = status_line(self._stats, "draining" if self._stopping_sent else "running")
         if self.interval is not None:
-            return self.notifier.notify(WATCHDOG=1, STATUS=status_line(self._stats))
-        self.notifier.notify(STATUS=status_line(self._stats))
+            return self.notifier.notify(WATCHDOG=1, STATUS=status)
+        self.notifier.notify(STATUS=status)
         return False
 
 

@@ -71,7 +71,8 @@ def test_edge_run_under_a_notify_socket(
 
         proc.send_signal(signal.SIGTERM)
         stopping, _ = notify.recv_until("STOPPING", timeout=30)
-        assert stopping["STATUS"].startswith("stopping:")
+        # Sent from the SIGTERM handler's stop(), as draining starts (not after it ends).
+        assert stopping["STATUS"].startswith("stopping: SIGTERM: draining ")
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:

@@ -190,3 +190,20 @@ def test_reconnect_attempts_count_as_progress(notify_socket: NotifySocket) -> No
 def test_status_line() -> None:
     stats = PipelineStats(frames=1200, fps=29.84, dropped=3, reconnects=1, source_state={"csi://0": "running"})
     assert status_line(stats) == "running: 29.8 fps, 1200 frames, 3 dropped, 1 reconnects; csi://0 running"
+
+
+def test_stopping_event_sends_stopping_once_and_pings_go_on_while_draining(notify_socket: NotifySocket) -> None:
+    obs = NotifyObserver(Notifier(notify_socket.address), interval=60.0)  # ticks driven by hand
+    obs.on_start(PipelineStats(), Control())
+    notify_socket.recv_until("READY")
+    obs.on_event("stopping", "SIGTERM: draining 2 frame(s) in flight", {"reason": "SIGTERM", "in_flight": 2})
+    assert notify_socket.recv() == {"STOPPING": "1", "STATUS": "stopping: SIGTERM: draining 2 frame(s) in flight"}
+    obs.on_event("stopping", "again", {})  # a second one sends nothing
+    obs.on_frame(frame(1), PipelineStats(frames=1))  # a drained frame is progress: the watchdog is still fed
+    assert obs.tick() is True
+    ping = notify_socket.recv()
+    assert ping is not None and ping["WATCHDOG"] == "1" and ping["STATUS"].startswith("draining: ")
+    obs.on_stop(PipelineStats(frames=1))
+    assert notify_socket.recv() == {"STATUS": status_line(PipelineStats(frames=1), "stopped")}
+    assert notify_socket.recv(timeout=0.3) is None
+    obs.close()
