@@ -59,6 +59,9 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: object, base_dir: Path | None = None) -> RunConfig:
         r = Reader(data, "")
+        for key in r.data:
+            if key not in TOP_LEVEL:
+                raise ConfigError(f"{key}: unknown key (known keys here: {', '.join(TOP_LEVEL)})")
         model = _model(r)
         sources = _sources(r)
         sinks = _sinks(r)
@@ -159,8 +162,8 @@ def _pipeline(p: Reader) -> PipelineConfig:
     return cfg
 
 
-def load_run_config(path: str | os.PathLike[str]) -> RunConfig:
-    """Read and validate a run config (YAML or JSON); ConfigError naming the file and the key path."""
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping in a YAML (or JSON) config file; a one-line ConfigError naming the file (and the line)."""
     import yaml
 
     p = Path(path)
@@ -171,9 +174,19 @@ def load_run_config(path: str | os.PathLike[str]) -> RunConfig:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
     if data is None:
         raise ConfigError(f"{p}: the file is empty; it needs at least model and source")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping with model, source and sinks, got a {type(data).__name__}")
+    return data
+
+
+def load_run_config(path: str | os.PathLike[str]) -> RunConfig:
+    """Read and validate a run config (YAML or JSON); ConfigError naming the file and the key path."""
+    p = Path(path)
+    data = read_config_file(p)
     try:
         cfg = RunConfig.from_dict(data, base_dir=p.resolve().parent)
     except ConfigError as exc:

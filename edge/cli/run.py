@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 log = logging.getLogger("edge.run")
+PROGRESS_EVERY = 30.0  # seconds between progress lines of `edge run`
 
 
 def register(subparsers: Any) -> None:
@@ -40,28 +42,25 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps-cap", type=float, metavar="FPS", help="process at most FPS frames per second")
     p.add_argument("--stride", type=int, metavar="N", help="process every Nth frame of each source")
     p.add_argument("--batch", type=int, metavar="N", help="largest inference batch across sources")
+    p.add_argument(
+        "--progress",
+        type=float,
+        default=PROGRESS_EVERY,
+        metavar="S",
+        help=f"log a progress line every S seconds while running (default {PROGRESS_EVERY:g}; 0: never)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """The run config from a file and/or flags, validated by :mod:`edge.config` (flags win)."""
-    import yaml
-
-    from edge.config import RunConfig
+    from edge.config import RunConfig, read_config_file
     from edge.errors import ConfigError
 
     data: dict[str, Any] = {}
     base_dir = None
     where = f"{args.config}: " if args.config is not None else ""
     if args.config is not None:
-        if not args.config.is_file():
-            raise ConfigError(f"{args.config}: config file not found")
-        try:
-            loaded = yaml.safe_load(args.config.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{args.config}: not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{args.config}: expected a mapping with model, source and sinks")
-        data = loaded
+        data = read_config_file(args.config)
         base_dir = args.config.resolve().parent
     if args.model:
         data["model"] = (
@@ -106,9 +105,21 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return cfg
 
 
-def execute(cfg: Any, out: TextIO | None = None) -> Any:
-    """Open everything the config names, run the pipeline, close everything; the final stats."""
+def execute(
+    cfg: Any,
+    out: TextIO | None = None,
+    *,
+    observers: Sequence[Any] = (),
+    progress_every: float | None = PROGRESS_EVERY,
+    show_outputs: bool = True,
+) -> Any:
+    """Open everything the config names, run the pipeline, close everything; the final stats.
+
+    ``observers`` join the pipeline's (their ``close()``, if any, is called at the end); a progress line is
+    logged every ``progress_every`` seconds (None or 0: never); ``show_outputs=False`` leaves the sinks'
+    paths out of the summary (for a caller that prints them its own way)."""
     from edge.pipeline import Pipeline, PipelineOptions
+    from edge.pipeline.progress import Progress
     from edge.runtime import load
     from edge.sinks import open_sink
     from edge.sources import open_source
@@ -119,7 +130,7 @@ def execute(cfg: Any, out: TextIO | None = None) -> Any:
         log.warning("no sinks: results are counted but not written (add --sink jsonl://events.jsonl)")
     m = cfg.model
     model = load(m.bundle, m.backend, warmup=m.warmup, intra_op_threads=m.threads)
-    observers: list[Any] = []
+    attached: list[Any] = []
     try:
         p = cfg.pipeline
         options = PipelineOptions(
@@ -134,16 +145,19 @@ def execute(cfg: Any, out: TextIO | None = None) -> Any:
         if cfg.power is not None and getattr(cfg.power, "enabled", True):
             from edge.power.policy import PowerPolicy
 
-            observers.append(PowerPolicy(cfg.power, events=pipeline.event))
+            attached.append(PowerPolicy(cfg.power, events=pipeline.event))
         from edge.service import attach
 
-        observers.extend(attach(cfg, model))
-        pipeline.observers.extend(observers)
+        attached.extend(attach(cfg, model))
+        attached.extend(observers)
+        if progress_every:
+            attached.append(Progress(lambda line: log.info("progress: %s", line), every=progress_every))
+        pipeline.observers.extend(attached)
         stats = pipeline.run()
-        print_summary(pipeline, stats, sinks, out)
+        print_summary(pipeline, stats, sinks, out, show_outputs=show_outputs)
         return stats
     finally:
-        for obs in reversed(observers):
+        for obs in reversed(attached):
             close = getattr(obs, "close", None)
             if close is not None:
                 try:
@@ -153,7 +167,9 @@ def execute(cfg: Any, out: TextIO | None = None) -> Any:
         model.close()
 
 
-def print_summary(pipeline: Any, stats: Any, sinks: list[Any], out: TextIO | None = None) -> None:
+def print_summary(
+    pipeline: Any, stats: Any, sinks: list[Any], out: TextIO | None = None, *, show_outputs: bool = True
+) -> None:
     """frames, fps, dropped, per-stage ms, latency and where the outputs are."""
     if out is None:
         out = sys.stderr if any(getattr(s, "path", None) == "-" for s in sinks) else sys.stdout
@@ -167,12 +183,17 @@ def print_summary(pipeline: Any, stats: Any, sinks: list[Any], out: TextIO | Non
         lines.append(
             f"latency capture->result: p50 {extra['latency_p50_ms']:.1f} ms  p99 {extra['latency_p99_ms']:.1f} ms"
         )
-    for sink in sinks:
+    for sink in sinks if show_outputs else ():
         lines.append(f"output: {sink.uri} -> {sink.describe()}")
     print("\n".join(lines), file=out, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge.errors import ConfigError
+
+    progress = getattr(args, "progress", PROGRESS_EVERY)
+    if progress < 0:
+        raise ConfigError(f"--progress: must be 0 (never) or more seconds, got {progress:g}")
     cfg = config_from_args(args)
-    execute(cfg)
+    execute(cfg, progress_every=progress)
     return 0

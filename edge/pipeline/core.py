@@ -1,11 +1,11 @@
 """The threaded pipeline: capture -> prepare -> infer -> finish -> sinks, each on its own thread.
 
-Stages talk through small bounded queues, so memory stays flat whatever the slowest stage is; the
-only place frames are dropped is a live source's one-slot mailbox. Throughput approaches the slowest
-stage rather than the sum. Stopping (``stop()``, SIGINT, SIGTERM, ``max_frames``, ``duration``)
-stops taking new frames and drains the ones in flight: every frame that entered the pipeline is
-written to every sink. An exception in any stage stops the pipeline and is raised in the thread that
-called :meth:`Pipeline.run`, with the stage named.
+Stages talk through small bounded queues (:mod:`edge.pipeline.channel`), so memory stays flat whatever
+the slowest stage is; the only place frames are dropped is a live source's one-slot mailbox.
+Throughput approaches the slowest stage rather than the sum. Stopping (``stop()``, SIGINT, SIGTERM,
+``max_frames``, ``duration``) stops taking new frames and drains the ones in flight: every frame that
+entered the pipeline is written to every sink. An exception in any stage stops the pipeline and is
+raised in the thread that called :meth:`Pipeline.run`, with the stage named.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 
 from edge.errors import EdgeError, EngineError
 from edge.observer import FrameResult, PipelineObserver, PipelineStats
+from edge.pipeline.channel import END, Channel, StageFailed
 from edge.pipeline.signals import on_stop_signals
 from edge.pipeline.stages import ModelStages, PipelineModel
 from edge.pipeline.stats import StageTimes
@@ -30,7 +31,6 @@ from edge.sinks.base import Sink
 from edge.sources.base import Frame, Source
 
 log = logging.getLogger("edge.pipeline")
-_END = object()  # end of stream marker travelling through the queues
 
 
 class PipelineError(EdgeError):
@@ -54,10 +54,6 @@ class _Item:
     tensor: np.ndarray | None
     meta: Meta | None
     timings: dict[str, float]
-
-
-class _StageFailed(Exception):
-    pass
 
 
 class Pipeline:
@@ -84,11 +80,11 @@ class Pipeline:
         self._fps_cap = self.options.fps_cap
         # Prepared frames wait for the backend: one batch ahead keeps it busy; more would only add latency
         # (live frames should wait in the source's mailbox, where a newer frame replaces them).
-        self._q_infer: queue.Queue[Any] = queue.Queue(self.stages.max_batch * max(1, self.options.queue_size - 1))
-        self._q_finish: queue.Queue[Any] = queue.Queue(2)
-        self._q_sink: queue.Queue[Any] = queue.Queue(max(self.options.queue_size, self.stages.max_batch))
         self._stopping = threading.Event()
         self._abort = threading.Event()
+        self._q_infer = self._channel(self.stages.max_batch * max(1, self.options.queue_size - 1))
+        self._q_finish = self._channel(2)
+        self._q_sink = self._channel(max(self.options.queue_size, self.stages.max_batch))
         self._frames_ready = threading.Event()
         self._error: tuple[str, BaseException] | None = None
         self._lock = threading.Lock()
@@ -150,9 +146,12 @@ class Pipeline:
         """Stop taking frames; frames in flight are still processed and written."""
         if not self._stopping.is_set():
             self.stop_reason = reason
-            log.info("stopping (%s): draining %d frame(s) in flight", reason, self.dispatched - self.times.frames)
+            in_flight = self.dispatched - self.times.frames
             self._stopping.set()
             self._frames_ready.set()
+            # Observers (and the log) learn that draining starts now: sd_notify sends STOPPING=1 here.
+            msg = f"{reason}: draining {in_flight} frame(s) in flight"
+            self.event("stopping", msg, {"reason": reason, "in_flight": in_flight})
 
     def _fail(self, stage: str, exc: BaseException) -> None:
         with self._lock:
@@ -242,40 +241,13 @@ class Pipeline:
     def _guard(self, stage: str, target: Any) -> None:
         try:
             target()
-        except _StageFailed:
+        except StageFailed:
             pass
         except BaseException as exc:
             self._fail(stage, exc)
 
-    # ---- queue helpers that never deadlock when another stage failed ----------------------------
-    def _put(self, q: queue.Queue[Any], item: Any) -> None:
-        while True:
-            if self._abort.is_set():
-                raise _StageFailed
-            try:
-                q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _wait_for_room(self, q: queue.Queue[Any]) -> bool:
-        """Wait until ``q`` can take an item, so that a live frame is taken from its source only when the next
-        stage can accept it (it waits in the mailbox, where newer frames replace it); False when stopping."""
-        with q.not_full:  # holds q.mutex: q.full() would deadlock, so look at the deque itself
-            while 0 < q.maxsize <= len(q.queue):
-                if self._stopping.is_set():
-                    return False
-                q.not_full.wait(0.1)
-        return not self._stopping.is_set()
-
-    def _get(self, q: queue.Queue[Any]) -> Any:
-        while True:
-            if self._abort.is_set():
-                raise _StageFailed
-            try:
-                return q.get(timeout=0.1)
-            except queue.Empty:
-                continue
+    def _channel(self, maxsize: int) -> Channel:
+        return Channel(maxsize, self._abort, self._stopping)
 
     # ---- stages ----------------------------------------------------------------------------------
     def _next_frame(self, counters: list[int], turn: int) -> tuple[Frame | None, int]:
@@ -288,7 +260,7 @@ class Pipeline:
                 src = self.sources[i]
                 if src.error is not None:
                     self._fail(f"capture {src.uri}", src.error)
-                    raise _StageFailed
+                    raise StageFailed
                 frame = src.get()
                 if frame is None:
                     continue
@@ -316,7 +288,7 @@ class Pipeline:
                     delay = next_time - time.monotonic()
                     if delay > 0 and self._stopping.wait(delay):
                         break
-                if not self._wait_for_room(self._q_infer):
+                if not self._q_infer.wait_for_room():
                     break
                 frame, nxt = self._next_frame(counters, turn)
                 if frame is None:
@@ -334,18 +306,16 @@ class Pipeline:
                 if self.stages.split:
                     self.times.add("preprocess", ms)
                 self.dispatched += 1
-                self._put(
-                    self._q_infer, _Item(frame, tensor, meta, {"preprocess": round(ms, 3)} if self.stages.split else {})
-                )
+                self._q_infer.put(_Item(frame, tensor, meta, {"preprocess": round(ms, 3)} if self.stages.split else {}))
         finally:
             if not self._abort.is_set():
-                self._put(self._q_infer, _END)
+                self._q_infer.put(END)
 
     def _infer_loop(self) -> None:
         done = False
         while not done:
-            item = self._get(self._q_infer)
-            if item is _END:
+            item = self._q_infer.get()
+            if item is END:
                 break
             items = [item]
             while len(items) < self.stages.max_batch:
@@ -353,7 +323,7 @@ class Pipeline:
                     more = self._q_infer.get_nowait()
                 except queue.Empty:
                     break
-                if more is _END:
+                if more is END:
                     done = True
                     break
                 if self.stages.split and more.tensor is not None and more.tensor.shape != items[0].tensor.shape:
@@ -362,7 +332,7 @@ class Pipeline:
                 items.append(more)
             if items:
                 self._run_batch(items)
-        self._put(self._q_finish, _END)
+        self._q_finish.put(END)
 
     def _run_batch(self, items: list[_Item]) -> None:
         t0 = time.perf_counter()
@@ -377,12 +347,12 @@ class Pipeline:
             self.times.add(stage, value)
         for i in items:
             i.timings.update({k: round(v, 3) for k, v in timings.items()})
-        self._put(self._q_finish, (items, outputs))
+        self._q_finish.put((items, outputs))
 
     def _finish_loop(self) -> None:
         while True:
-            got = self._get(self._q_finish)
-            if got is _END:
+            got = self._q_finish.get()
+            if got is END:
                 break
             items, outputs = got
             t0 = time.perf_counter()
@@ -397,15 +367,13 @@ class Pipeline:
                 if self.stages.split:
                     item.timings["postprocess"] = round(ms / len(items), 3)
                 f = item.frame
-                self._put(
-                    self._q_sink, FrameResult(f.frame_id, f.source, f.capture_time, now, result, f.image, item.timings)
-                )
-        self._put(self._q_sink, _END)
+                self._q_sink.put(FrameResult(f.frame_id, f.source, f.capture_time, now, result, f.image, item.timings))
+        self._q_sink.put(END)
 
     def _sink_loop(self) -> None:
         while True:
-            fr = self._get(self._q_sink)
-            if fr is _END:
+            fr = self._q_sink.get()
+            if fr is END:
                 break
             t0 = time.perf_counter()
             for sink in self.sinks:
@@ -413,7 +381,7 @@ class Pipeline:
                     sink.write(fr)
                 except Exception as exc:
                     self._fail(f"sink {sink.uri}", exc)
-                    raise _StageFailed from exc
+                    raise StageFailed from exc
             ms = (time.perf_counter() - t0) * 1000.0
             fr.timings_ms["sink"] = round(ms, 3)
             self.times.add("sink", ms)
@@ -425,4 +393,4 @@ class Pipeline:
                         obs.on_frame(fr, stats)
                     except Exception as exc:
                         self._fail(f"observer {type(obs).__name__}", exc)
-                        raise _StageFailed from exc
+                        raise StageFailed from exc

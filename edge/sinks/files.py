@@ -20,6 +20,23 @@ from edge.sinks.overlay import annotate
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 
 
+def unwritable(path: Path, example: str) -> str | None:
+    """Why ``path`` cannot be created or written, or None; creates nothing (sinks create their files only
+    when the first frame arrives, so a run that fails to start leaves nothing on disk)."""
+    if path.is_dir():
+        return f"{path} is a directory; give a file such as {example}"
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is not a directory"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"no permission to write in {ancestor}"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"no permission to write {path}"
+    return None
+
+
 def event_json(frame: FrameResult) -> dict[str, object]:
     """One frame's event: identity, timestamps, and the result as ``edge infer --json`` prints it."""
     event: dict[str, object] = {
@@ -34,7 +51,9 @@ def event_json(frame: FrameResult) -> dict[str, object]:
 
 
 class JsonlSink:
-    """One JSON object per processed frame, one per line, flushed as written (a crash loses no line)."""
+    """One JSON object per processed frame, one per line, flushed as written (a crash loses no line).
+
+    ``open`` checks that the file can be written; the file is created (or truncated) at the first frame."""
 
     needs_image = False
 
@@ -42,24 +61,31 @@ class JsonlSink:
         self.uri = uri
         self.path = path
         self._file: IO[str] | None = None
+        self._ready = False  # opened: the file is created at the first frame
         self.count = 0
 
     def open(self) -> None:
         if self.path == "-":
             self._file = sys.stdout
             return
+        problem = unwritable(Path(self.path), "events.jsonl")
+        if problem:
+            raise SourceError(f"could not open sink {self.uri}: {problem}")
+        self._ready = True
+
+    def _create(self) -> IO[str]:
         p = Path(self.path)
-        if p.is_dir():
-            raise SourceError(f"could not open sink {self.uri}: {p} is a directory; give a file such as events.jsonl")
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(p, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            return open(p, "w", encoding="utf-8")  # closed in close()
         except OSError as exc:
             raise SourceError(f"could not open sink {self.uri}: {exc.strerror or exc}") from None
 
     def write(self, frame: FrameResult) -> None:
         if self._file is None:
-            return
+            if not self._ready:
+                return
+            self._file = self._create()
         try:
             self._file.write(json.dumps(event_json(frame), separators=(",", ":")) + "\n")
             self._file.flush()
@@ -72,6 +98,7 @@ class JsonlSink:
 
     def close(self) -> None:
         f, self._file = self._file, None
+        self._ready = False
         if f is not None and f is not sys.stdout:
             f.close()
         elif f is not None:
@@ -103,15 +130,10 @@ class VideoSink:
         self.count = 0
 
     def open(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SourceError(f"could not open sink {self.uri}: {exc.strerror or exc}") from None
-        if self.path.is_dir():
-            raise SourceError(
-                f"could not open sink {self.uri}: {self.path} is a directory; give a file such as out.mp4"
-            )
-        # OpenCV picks the container by suffix, so the temp name keeps it
+        problem = unwritable(self.path, "out.mp4")
+        if problem:
+            raise SourceError(f"could not open sink {self.uri}: {problem}")
+        # the folder is made at the first frame; OpenCV picks the container by suffix, so the temp name keeps it
         self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}-{secrets.token_hex(4)}{self.path.suffix}")
 
     def write(self, frame: FrameResult) -> None:
@@ -120,6 +142,10 @@ class VideoSink:
         image = annotate(frame, self._meter.tick(frame.result_time))
         h, w = image.shape[:2]
         if self._writer is None:
+            try:
+                self._tmp.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SourceError(f"could not open sink {self.uri}: {exc.strerror or exc}") from None
             writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter.fourcc(*self._fourcc), self.fps, (w, h))
             if not writer.isOpened():
                 raise SourceError(f"could not open sink {self.uri}: OpenCV cannot write {self._fourcc} video")

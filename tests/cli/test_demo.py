@@ -21,6 +21,10 @@ def test_demo_builds_once_runs_and_prints_where_outputs_are(tmp_path: Path, caps
     assert main(["demo", "--frames", "12", "--cache-dir", str(cache), "--out", str(out)]) == 0
     first = capsys.readouterr().out
     assert "bundle: building" in first and "clip: making" in first
+    assert first.startswith("edge demo: the RetinaFace face detector on a 12-frame clip")
+    assert "run: 12 frames through ONNX Runtime on the CPU" in first
+    assert f"next: your own camera: edge run --model {cache / 'retinaface.bundle'} --source v4l2://" in first
+    assert "output: " not in first, "each output is named once, by the demo's own lines"
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert [e["frame_id"] for e in events] == list(range(12))
     # two photos, one face each: astronaut and grace_hopper (or camera where matplotlib is absent)

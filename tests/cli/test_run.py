@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -97,6 +98,7 @@ def test_events_to_stdout_keep_the_summary_on_stderr(bundle: Path, capsys: pytes
         ),
         (["--model", "{tmp}/missing.bundle", "--source", "test://?frames=1"], 4, "missing.bundle"),
         (["{tmp}/missing.yaml"], 2, "missing.yaml: config file not found"),
+        (["--model", "{bundle}", "--source", "test://", "--progress", "-1"], 2, "--progress: must be 0 (never) or"),
     ],
 )
 def test_errors_are_one_line_with_an_exit_code(
@@ -107,6 +109,50 @@ def test_errors_are_one_line_with_an_exit_code(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message.format(tmp=tmp_path) in err[-1]
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model: b\nsource: [unclosed\n", "not valid YAML (line 3): expected ',' or ']'"),
+        ("- model: b\n", "expected a mapping with model, source and sinks, got a list"),
+        ("", "the file is empty"),
+    ],
+)
+def test_a_bad_config_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}: ") and message in err[0], err
+
+
+def test_a_sink_that_cannot_open_leaves_no_files_behind(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    out = tmp_path / "out"
+    argv = ["run", "--model", str(bundle), "--source", "test://?width=96&height=64&frames=3",
+            "--sink", f"{out}/events.jsonl", "--sink", f"{out}/video.mp4", "--sink", "display://"]  # fmt: skip
+    assert main(argv) == 6
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: could not open sink display://: no display here")
+    assert not out.exists(), "the events and video sinks opened before the failing one created nothing"
+
+
+@pytest.mark.parametrize(("every", "expected"), [("0.000001", 3), ("0", 0)], ids=["every-frame", "never"])
+def test_progress_lines_while_running(
+    bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, every: str, expected: int
+) -> None:
+    caplog.set_level(logging.INFO, logger="edge.run")
+    argv = ["run", "--model", str(bundle), "--source", "test://?width=96&height=64&frames=3", "--progress", every]
+    assert main(argv) == 0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress: ")]
+    assert len(lines) == expected
+    assert [line.split()[1] for line in lines] == ["1", "2", "3"][:expected]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -57,6 +57,11 @@ BASE: dict[str, Any] = {"model": "face.bundle", "source": "test://"}
         ({**BASE, "model": {"path": "b"}}, None, "model.bundle: required key is missing"),
         ({**BASE, "model": {"bundle": "b", "extra": 1}}, None, "model.extra: unknown key"),
         ({**BASE, "sink": ["e.jsonl"]}, None, "sink: unknown key"),
+        (
+            {**BASE, "extra": 1},
+            None,
+            "extra: unknown key (known keys here: model, source, sources, sinks, pipeline, power, http, service)",
+        ),
         ({**BASE, "power": {"mode": "MAXN", "turbo": True}}, None, "power.turbo: unknown key"),
         ({**BASE, "http": {"listen": "0.0.0.0:80", "auth": "none"}}, None, "http.auth"),
         ({**BASE, "service": {"watchdog_sec": 1}}, None, "service.watchdog_sec"),
@@ -78,6 +83,7 @@ def test_run_config(data: Any, check: Any, error: str | None) -> None:
         ("model: b\nsource: test://\nsinks: [e.jsonl]\n", None),
         ("", "the file is empty"),
         ("model: [unclosed\n", "not valid YAML (line"),
+        ("- model: b\n", "expected a mapping with model, source and sinks, got a list"),
         ("model: b\nsource: test://\npipeline:\n  stride: -1\n", "pipeline.stride: must be >= 1"),
     ],
 )

@@ -87,6 +87,38 @@ def test_jsonl_into_a_directory_fails_clearly(tmp_path: Path) -> None:
         open_sink(f"jsonl://{tmp_path}").open()
 
 
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("jsonl://{tmp}/dir", "{tmp}/dir is a directory; give a file such as events.jsonl"),
+        ("jsonl://{tmp}/afile/sub/events.jsonl", "{tmp}/afile is not a directory"),
+        ("file://{tmp}/dir.mp4", "{tmp}/dir.mp4 is a directory; give a file such as out.mp4"),
+        ("file://{tmp}/afile/out.mp4", "{tmp}/afile is not a directory"),
+    ],
+)
+def test_file_sinks_that_cannot_be_written_fail_at_open(tmp_path: Path, uri: str, message: str) -> None:
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir.mp4").mkdir()
+    (tmp_path / "afile").write_text("")
+    uri, message = uri.format(tmp=tmp_path), message.format(tmp=tmp_path)
+    with pytest.raises(SourceError) as info:
+        open_sink(uri).open()
+    assert str(info.value) == f"could not open sink {uri}: {message}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dir", "dir.mp4"], "nothing created"
+    assert not [f for d in ("dir", "dir.mp4") for f in (tmp_path / d).iterdir()]
+
+
+@pytest.mark.parametrize("uri", ["jsonl://{tmp}/new/events.jsonl", "file://{tmp}/new/out.mp4"])
+def test_file_sinks_create_their_file_at_the_first_frame(tmp_path: Path, uri: str) -> None:
+    """A run that fails between opening the sinks and the first frame leaves nothing on disk."""
+    sink = open_sink(uri.format(tmp=tmp_path))
+    sink.open()
+    assert not (tmp_path / "new").exists()
+    sink.write(frame(0))
+    sink.close()
+    assert [p.name for p in (tmp_path / "new").iterdir()] == [Path(uri).name]
+
+
 def test_annotated_video_is_written_atomically(tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     sink = open_sink(f"file://{out}?fps=10")
