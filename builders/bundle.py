@@ -67,9 +67,10 @@ class BundleWriter:
             parent.mkdir(parents=True, exist_ok=True)
             self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=parent))
         except OSError as exc:
-            raise BuildError(
-                f"{self.out}: cannot create the bundle there ({exc.strerror}); choose another -o path"
-            ) from None
+            # mkdir says "File exists" when a folder on the way is a file: name that file instead
+            blocker = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), None)
+            reason = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror
+            raise BuildError(f"{self.out}: cannot create the bundle there ({reason}); choose another -o path") from None
         return self
 
     def __exit__(

@@ -57,13 +57,27 @@ def load_calibration(
     A fixed batch size ``B > 1`` stacks ``B`` images per feed. ``limit`` keeps the first N images (by
     name) or rows.
     """
+    p = check_source(path)
+    if p.is_dir():
+        return _from_images(p, spec, input_spec, limit)
+    return _from_npy(p, input_spec, limit)
+
+
+def check_source(path: str | os.PathLike[str]) -> Path:
+    """``path`` as calibration data: an existing ``.npy`` file or a folder holding images. Cheap, so
+    the builder calls it before loading the model; a :class:`BuildError` otherwise."""
     p = Path(path)
     if not p.exists():
         raise BuildError(f"{p}: calibration data not found; give a folder of images or a .npy of input tensors")
     if p.is_dir():
-        return _from_images(p, spec, input_spec, limit)
+        if not image_files(p):
+            raise BuildError(
+                f"{p}: no images to calibrate on (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+                "add a few hundred representative images"
+            )
+        return p
     if p.suffix.lower() == ".npy":
-        return _from_npy(p, input_spec, limit)
+        return p
     raise BuildError(f"{p}: calibration data must be a folder of images or a .npy file of preprocessed inputs")
 
 

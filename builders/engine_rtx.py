@@ -64,5 +64,10 @@ def build_rtx(request: EngineRequest, compute_capabilities: Sequence[str], trt: 
     build.config.num_compute_capabilities = len(ccs)
     for i, cc in enumerate(ccs):
         build.config.set_compute_capability(getattr(trt.ComputeCapability, CC_MEMBERS[cc]), i)
-    size = build.run()
+    try:
+        size = build.run()
+    except BuildError as exc:
+        if "FP32 GEMM is not supported" in str(exc):  # Turing (sm 7.5) has no FP32 GEMM in TensorRT-RTX
+            raise BuildError(f"{exc}; build Turing (rtx-turing) plans with --precision fp16") from None
+        raise
     return RtxPlan(size=size, compute_capabilities=ccs, tensorrt_version=library_version(trt))

@@ -2,8 +2,9 @@
 
 The CLI (``edge build``, ``scripts/build_engine.py``) and Python callers fill the same
 :class:`BuildOptions`; ``__post_init__`` rejects impossible combinations with a
-:class:`~edge.errors.ConfigError` naming the flag. Checks that need the target profiles or the model
-(precision per target, input names) happen in :mod:`builders.pipeline`.
+:class:`~edge.errors.ConfigError` naming the flag, a precision a named target lacks included (before
+asking for ``--calib``). Checks that need this machine (``auto``) or the model (input names) happen in
+:mod:`builders.targets` and :mod:`builders.pipeline`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import platforms
 from builders.engine_trt import HARDWARE_COMPATIBILITY
 from edge.errors import ConfigError
 from edge.manifest import PRECISIONS
 from edge.spec import COLORS, DECODERS, LAYOUTS, RESIZE_MODES, TASKS
+from platforms import Platform
 
 CALIB_METHODS = ("entropy", "minmax", "percentile")
 Shapes = Mapping[str, tuple[int, ...]]
@@ -92,6 +95,7 @@ class BuildOptions:
             raise ConfigError(f"--task detect needs --decoder (one of {', '.join(DECODERS)})")
         if self.decoder is not None and self.task != "detect":
             raise ConfigError(f"--decoder {self.decoder} needs --task detect")
+        _check_precision_on_named_targets(self.precision, self.targets)
         if self.precision in ("int8", "fp8") and self.calib is None:
             raise ConfigError(
                 f"--precision {self.precision} needs --calib DIR (a folder of representative images, a few "
@@ -131,6 +135,26 @@ class BuildOptions:
     @property
     def model_name(self) -> str:
         return self.name or self.model.stem
+
+
+def precision_error(precision: str, target: Platform) -> ConfigError:
+    """The error for a precision ``target``'s hardware lacks: the target's name and the precisions it has."""
+    return ConfigError(
+        f"--precision {precision}: target {target.id} ({target.name}) does not support it; its precisions are "
+        f"{', '.join(target.precisions)}"
+    )
+
+
+def _check_precision_on_named_targets(precision: str | None, targets: tuple[str, ...]) -> None:
+    """Refuse a precision a named target lacks before asking for its other flags (``--calib``); ``auto``
+    is this machine, resolved (and checked) when the build is planned."""
+    if precision is None:
+        return
+    for target_id in targets:
+        if target_id.strip().lower() != "auto":
+            target = platforms.get_target(target_id)
+            if not target.supports(precision):
+                raise precision_error(precision, target)
 
 
 def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> None:

@@ -38,6 +38,12 @@ def build(options: BuildOptions) -> Path:
     """Build the bundle described by ``options``; its path. Nothing is left at the output on failure."""
     plan = plan_engines(options)
     check_output(options.output, options.force)
+    if options.calib is not None or options.val is not None:
+        from builders.calibration import check_source  # imports OpenCV: only when images are given
+
+        for data in (options.calib, options.val):
+            if data is not None:
+                check_source(data)  # an empty or wrong --calib/--val folder fails before the model is loaded
     labels = read_labels(options.labels) if options.labels is not None else ()
     postprocess = stages.postprocess_spec(options, labels)
     with BundleWriter(options.output, force=options.force) as bundle:

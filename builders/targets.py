@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import platforms
 from builders.engine_rtx import CC_MEMBERS, rtx_version
 from builders.engine_trt import classic_version
-from builders.options import BuildOptions
+from builders.options import BuildOptions, precision_error
 from edge.errors import BuildError, ConfigError
 from platforms import Platform
 
@@ -52,10 +52,7 @@ def choose_precision(requested: str | None, targets: list[Platform]) -> str:
         requested = "fp16" if gpu_only and all(t.supports("fp16") for t in targets) else "fp32"
     for t in targets:
         if not t.supports(requested):
-            raise ConfigError(
-                f"--precision {requested}: target {t.id} ({t.name}) does not support it; its precisions are "
-                f"{', '.join(t.precisions)}"
-            )
+            raise precision_error(requested, t)
     return requested
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge.errors import ConfigError
+from edge.errors import BuildError, ConfigError
 from edge.manifest import PRECISIONS
 from edge.spec import COLORS, DECODERS, LAYOUTS, RESIZE_MODES, TASKS
 
@@ -217,7 +217,8 @@ def _size_text(size: int) -> str:
 def _accuracy_text(acc: dict[str, Any]) -> str:
     """``box_recall 1.0000 vs FP32 on 6 samples, drop 0.00% (gate 1.00%: passed)``."""
     try:
-        text = f"{acc['metric']} {float(acc['score']):.4f} vs FP32 on {acc['samples']} samples, drop {float(acc['drop']):.2%}"
+        samples = f"{acc['samples']} sample{'' if acc['samples'] == 1 else 's'}"
+        text = f"{acc['metric']} {float(acc['score']):.4f} vs FP32 on {samples}, drop {float(acc['drop']):.2%}"
     except (KeyError, TypeError, ValueError):
         return "recorded in manifest.json"
     if acc.get("max_drop") is not None:
@@ -243,14 +244,36 @@ def summarize(bundle: Path, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    from builders import build
+KIT_PACKAGES = ("edge", "builders", "platforms")
+PIP_NAMES = {"cv2": "opencv-python-headless", "yaml": "pyyaml", "onnxconverter_common": "onnxconverter-common"}
+BUILD_DEPENDENCIES = "onnx onnxruntime onnxslim onnxconverter-common numpy pyyaml"
 
+
+def missing_dependency(exc: ModuleNotFoundError) -> BuildError | None:
+    """A one-line error for a builder dependency that is not installed (not for the kit's own modules)."""
+    top = (exc.name or "").split(".")[0]
+    if not top or top in KIT_PACKAGES:
+        return None
+    return BuildError(
+        f"the builder needs the Python package {PIP_NAMES.get(top, top)}, which is not installed here: "
+        f"pip install 'edge-kit[build]' (on a Jetson, whose python3 has TensorRT and OpenCV: pip3 install "
+        f"{BUILD_DEPENDENCIES})"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
     previous = _sigterm_as_interrupt()
     try:
+        from builders import build
+
         options = options_from_args(args)
         t0 = time.perf_counter()
         bundle = build(options)
+    except ModuleNotFoundError as exc:
+        error = missing_dependency(exc)
+        if error is None:
+            raise
+        raise error from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

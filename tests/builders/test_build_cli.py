@@ -46,7 +46,7 @@ def error_lines(err: str) -> list[str]:
 
 
 def test_retinaface_fp16_for_rtx_ampere_and_ada_in_one_plan(
-    retinaface_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    retinaface_onnx: Path, photos_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "faces.bundle"
     labels = tmp_path / "labels.txt"
@@ -54,8 +54,11 @@ def test_retinaface_fp16_for_rtx_ampere_and_ada_in_one_plan(
     rc, stdout, _ = run_cli(
         capsys, retinaface_onnx, "-o", out, "--target", "rtx-ampere", "--target", "rtx-ada", "--precision", "fp16",
         "--min-shapes", "input:1x3x640x640", "--max-shapes", "input:4x3x640x640", "--labels", labels, *RETINA,
+        "--calib", photos_dir, "--max-drop", "0.01",
     )  # fmt: skip
     assert rc == 0
+    # the gate on the FP16 model: fed at the profile's opt shape, 4 photos per sample (6 photos: 1 sample)
+    assert re.search(r"accuracy   box_recall 1\.0000 vs FP32 on 1 sample, drop 0\.00% \(gate 1\.00%: passed\)", stdout)
     assert stdout.splitlines()[0] == f"bundle: {out}"
     assert re.search(r"engine-rtx-ampere\+rtx-ada\.plan\s+tensorrt-rtx rtx-ampere, rtx-ada sm 8\.6/8\.9", stdout)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.bundle", "labels.txt"]
@@ -79,6 +82,8 @@ def test_retinaface_fp16_for_rtx_ampere_and_ada_in_one_plan(
         assert entry["size"] == (out / name).stat().st_size
     assert set(m.files) == {"model.onnx", "labels.txt", plan.file}
     assert m.postprocess.labels == ("face",)
+    assert m.accuracy is not None and m.accuracy["passed"] is True and m.accuracy["metric"] == "box_recall"
+    assert m.accuracy["boxes"]["reference"] >= 1 and m.accuracy["outputs"]["loc"]["cosine"] > 0.999
     assert m.inputs[0].profile == {"min": (1, 3, 640, 640), "opt": (4, 3, 640, 640), "max": (4, 3, 640, 640)}
     assert (m.preprocess.color, m.preprocess.mean, m.postprocess.decoder) == (
         "bgr",
@@ -170,6 +175,18 @@ def _empty_dir(f: dict[str, Path], tmp: Path) -> list[object]:
     ]
 
 
+def _empty_dir_checked_first(f: dict[str, Path], tmp: Path) -> list[object]:
+    """An empty --calib folder is refused before the model is even read (here: not ONNX at all)."""
+    (tmp / "empty").mkdir()
+    return [*_not_onnx(f, tmp), "--precision", "int8", "--calib", tmp / "empty"]
+
+
+def _empty_val_dir(f: dict[str, Path], tmp: Path) -> list[object]:
+    (tmp / "novals").mkdir()
+    return [f["retina"], "--target", "cpu", "--precision", "fp16", "--calib", f["photos"], "--val", tmp / "novals",
+            "--size", "320x320", *RETINA]  # fmt: skip
+
+
 def _empty_labels(f: dict[str, Path], tmp: Path) -> list[object]:
     (tmp / "labels.txt").write_text("\n  \n")
     return [f["retina"], "--target", "cpu", "--size", "320x320", "--labels", tmp / "labels.txt"]
@@ -185,11 +202,15 @@ ERRORS: list[tuple[str, Setup, int, str]] = [
      r"unknown target 'rtx-9000'; valid targets: jetson-agx-orin-64gb, .*rtx-ada.*, cpu"),
     ("precision the target lacks", lambda f, t: [f["retina"], "--target", "rtx-ampere", "--precision", "fp8", "--calib", f["photos"]], 2,
      r"--precision fp8: target rtx-ampere \(.*\) does not support it; its precisions are fp32, fp16, bf16, int8$"),
+    ("precision the target lacks, before asking for --calib", lambda f, t: [f["retina"], "--target", "rtx-ampere", "--precision", "fp8"], 2,
+     r"--precision fp8: target rtx-ampere \(.*\) does not support it; its precisions are fp32, fp16, bf16, int8$"),
     ("int8 without calibration", lambda f, t: [f["retina"], "--target", "cpu", "--precision", "int8"], 2,
      r"--precision int8 needs --calib DIR"),
     ("missing calibration folder", lambda f, t: [f["retina"], "--target", "cpu", "--precision", "int8", "--calib", t / "nope"], 2,
      r"--calib .*nope: no such file or folder"),
     ("empty calibration folder", _empty_dir, 3, r"empty: no images to calibrate on"),
+    ("empty calibration folder, checked before loading", _empty_dir_checked_first, 3, r"empty: no images to calibrate on"),
+    ("empty validation folder", _empty_val_dir, 3, r"novals: no images to calibrate on"),
     ("jetson target without classic TensorRT", lambda f, t: [f["retina"], "--target", "jetson-orin-nano-8gb", "--size", "320x320"], 3,
      r"target jetson-orin-nano-8gb: classic TensorRT is not installed here: build it on the device with scripts/build_engine\.py; or pass --skip-unavailable"),
     ("dla without a dla target", lambda f, t: [f["retina"], "--target", "rtx-ada", "--dla", "0"], 2,
@@ -264,6 +285,10 @@ OPTION_ERRORS = [
     ({"precision": "int4"}, r"--precision: 'int4' is not one of fp32, fp16, int8, fp8"),
     ({"task": "detect"}, r"--task detect needs --decoder"),
     ({"decoder": "yolov8"}, r"--decoder yolov8 needs --task detect"),
+    (
+        {"targets": ("rtx-ampere", "auto"), "precision": "fp8"},
+        r"--precision fp8: target rtx-ampere .* its precisions are fp32, fp16, bf16, int8$",
+    ),
     ({"precision": "fp32", "calib": Path(".")}, r"--calib is used by --precision fp16 \(range check\), int8 and fp8"),
     ({"precision": "int8", "calib": Path("."), "max_drop": 2.0}, r"--max-drop: expected a fraction in \[0, 1\]"),
     ({"precision": "fp16", "max_drop": 0.01}, r"--max-drop needs images to measure on"),
@@ -291,7 +316,6 @@ TARGET_ERRORS = [
     (("rtx-ada", "cpu"), {"timing_cache": Path("t.cache")}, r"--timing-cache applies to classic TensorRT targets"),
     (("rtx-ada",), {"version_compatible": True}, r"--version-compatible applies to classic TensorRT targets"),
     (("jetson-orin-nano-8gb",), {"hardware_compatibility": "ampere+"}, r"--hardware-compatibility is not supported by TensorRT on JetPack"),
-    (("rtx-ampere",), {"precision": "fp8", "calib": Path(".")}, r"target rtx-ampere .* its precisions are fp32, fp16, bf16, int8$"),
     (("hopper",), {"precision": "fp16"}, r"target hopper: classic TensorRT is not installed here"),
     (("cpu",), {"calib": Path(".")}, r"--calib/--val/--max-drop apply to fp16, int8 and fp8, and this build is fp32"),
 ]  # fmt: skip
@@ -308,6 +332,18 @@ def test_engine_plan_refuses_what_the_targets_cannot_do(
     options = BuildOptions(model=Path("m.onnx"), output=Path("m.bundle"), targets=targets, **fields)  # type: ignore[arg-type]
     with pytest.raises(EdgeError, match=message):
         plan_engines(options)
+
+
+def test_engine_plan_checks_the_precision_of_every_resolved_target() -> None:
+    # BuildOptions already refuses it for named targets; the plan checks the resolved ones (`auto` too)
+    import platforms
+    from builders.targets import choose_precision
+    from edge.errors import ConfigError
+
+    ampere, ada = platforms.get_target("rtx-ampere"), platforms.get_target("rtx-ada")
+    assert choose_precision("fp8", [ada]) == "fp8"
+    with pytest.raises(ConfigError, match=r"target rtx-ampere .* its precisions are fp32, fp16, bf16, int8$"):
+        choose_precision("fp8", [ada, ampere])
 
 
 @pytest.mark.parametrize(
@@ -398,6 +434,17 @@ def test_build_engine_script_builds_with_the_checkout(retinaface_onnx: Path, tmp
     assert which.stdout.startswith(f"checkout {SCRIPT.parents[1]}")
 
 
+def test_build_engine_script_targets_this_machine_by_default(retinaface_onnx: Path, tmp_path: Path) -> None:
+    import platforms
+
+    cmd = [sys.executable, str(SCRIPT), str(retinaface_onnx), "-o", "m.bundle", "--size", "320x320"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0, result.stderr
+    m = read_manifest(tmp_path / "m.bundle")
+    assert m.builder["targets"] == [platforms.detect().platform.id]  # `auto`, resolved (cpu on CI)
+    assert "--target" not in m.builder["command"]
+
+
 def test_build_engine_pack_is_one_file_that_runs_alone(retinaface_onnx: Path, tmp_path: Path) -> None:
     pyz = tmp_path / "build_engine.pyz"
     packed = subprocess.run(
@@ -432,3 +479,47 @@ def test_build_engine_alone_without_the_kit_says_how_to_get_it(tmp_path: Path) -
         "build_engine.pyz` on a machine with the kit, then copy that one file), keep this script in the kit's "
         "scripts/ folder, or install the kit (`pip install edge-kit[build]`)"
     )
+
+
+def test_build_engine_pack_on_a_python_without_the_builder_dependencies(retinaface_onnx: Path, tmp_path: Path) -> None:
+    # a fresh python3 before `pip3 install ...`: -S hides site-packages, so PyYAML (the target profiles, read
+    # first), numpy, onnx, ... are absent
+    pyz = tmp_path / "build_engine.pyz"
+    subprocess.run([sys.executable, str(SCRIPT), "--pack", str(pyz)], capture_output=True, check=True)
+    env = {"EDGE_KIT_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    cmd = [sys.executable, "-S", str(pyz), str(retinaface_onnx), "-o", "m.bundle", "--target", "cpu"]
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 3
+    assert result.stderr.strip() == (
+        "error: the builder needs the Python package pyyaml, which is not installed here: pip install "
+        "'edge-kit[build]' (on a Jetson, whose python3 has TensorRT and OpenCV: pip3 install onnx onnxruntime "
+        "onnxslim onnxconverter-common numpy pyyaml)"
+    )
+    assert not (tmp_path / "m.bundle").exists()
+
+
+def test_a_dependency_missing_mid_build_is_one_line_and_leaves_nothing(
+    retinaface_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # onnxconverter-common (fp16 only, imported when the conversion starts) uninstalled: a None entry in
+    # sys.modules makes its import fail exactly as an absent package does
+    monkeypatch.setitem(sys.modules, "onnxconverter_common", None)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    args = [retinaface_onnx, "-o", out_dir / "m.bundle", "--target", "cpu", "--precision", "fp16", "--size", "320x320"]
+    rc, stdout, err = run_cli(capsys, *args)
+    assert rc == 3 and stdout == ""
+    assert error_lines(err) == [
+        "error: the builder needs the Python package onnxconverter-common, which is not installed here: pip install "
+        "'edge-kit[build]' (on a Jetson, whose python3 has TensorRT and OpenCV: pip3 install onnx onnxruntime "
+        "onnxslim onnxconverter-common numpy pyyaml)"
+    ]
+    assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["builders.stages", "edge.nothing", "platforms", None])
+def test_a_missing_module_of_the_kit_itself_is_not_disguised(name: str | None) -> None:
+    from edge.cli.build import missing_dependency
+
+    assert missing_dependency(ModuleNotFoundError("x", name=name)) is None
+    assert "package pyyaml" in str(missing_dependency(ModuleNotFoundError("x", name="yaml")))

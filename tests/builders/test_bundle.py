@@ -125,3 +125,15 @@ def test_output_in_a_missing_folder_is_created(tmp_path: Path) -> None:
     with BundleWriter(out) as bundle:
         bundle.commit(manifest())
     assert (out / "manifest.json").is_file()
+
+
+def test_output_below_a_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "sub" / "m.bundle"
+    with pytest.raises(BuildError) as info:
+        BundleWriter(out).__enter__()
+    assert (
+        str(info.value)
+        == f"{out}: cannot create the bundle there ({tmp_path / 'afile'} is a file, not a folder); choose another -o path"
+    )
+    assert leftovers(tmp_path) == ["afile"]

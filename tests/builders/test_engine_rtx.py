@@ -122,3 +122,28 @@ def test_ctrl_c_during_the_build_cancels_it_and_writes_nothing(
     with pytest.raises(KeyboardInterrupt):
         build_rtx(EngineRequest(retinaface_onnx, tmp_path / "rf.plan", RETINA_PROFILE), ["8.9"])
     assert sent and list(tmp_path.iterdir()) == []
+
+
+def test_fp32_gemm_on_turing_says_to_build_fp16(tmp_path: Path) -> None:
+    # TensorRT-RTX cannot compile an FP32 GEMM for sm 7.5: the error says what to do instead
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((64, 64), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 64])],
+        [weight],
+    )
+    model_path = tmp_path / "gemm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model_path))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(
+        BuildError, match=r"FP32 GEMM is not supported.*; build Turing \(rtx-turing\) plans with --precision fp16$"
+    ):
+        build_rtx(EngineRequest(model_path, out / "gemm.plan", {}, label="rtx-turing"), ["7.5"])
+    assert list(out.iterdir()) == []
