@@ -227,15 +227,42 @@ def test_load_image(tmp_path: object) -> None:
             load_image(folder / name)
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_load_image_without_read_permission(tmp_path: object) -> None:
+def test_load_image_without_read_permission() -> None:
+    """A file with mode 0 cannot be read. Root (as in CI) reads it anyway, so the check runs in a forked
+    child that has dropped to the ``nobody`` user, and reports the error text back through a pipe."""
+    import shutil
+    import tempfile
     from pathlib import Path
 
-    path = Path(str(tmp_path)) / "locked.png"
-    cv2.imwrite(str(path), photo(20, 30, "gray"))
-    path.chmod(0)
-    with pytest.raises(SourceError, match=r"locked.png: cannot read the image file \(Permission denied\)"):
-        load_image(path)
+    folder = Path(tempfile.mkdtemp(prefix="edge-perm-", dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        path = folder / "locked.png"
+        cv2.imwrite(str(path), photo(20, 30, "gray"))
+        path.chmod(0)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: become nobody (when root), try to load, report, exit without cleanup
+            os.close(read_end)
+            text = "no error"
+            try:
+                if os.geteuid() == 0:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                load_image(path)
+            except SourceError as exc:
+                text = str(exc)
+            except BaseException as exc:
+                text = f"{type(exc).__name__}: {exc}"
+            os.write(write_end, text.encode())
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as f:
+            message = f.read().decode()
+        os.waitpid(pid, 0)
+    finally:
+        shutil.rmtree(folder)
+    assert message == f"{path}: cannot read the image file (Permission denied)"
 
 
 @pytest.mark.parametrize("view", ["flipped", "roi", "fortran", "channels reversed"])
