@@ -70,24 +70,10 @@ VAL = ("coffee.png", "motorcycle_right.png", "retina.jpg")
 
 
 def _light_resnet50() -> Any:
-    """The onnx package's light ResNet-50 with a dynamic batch axis (as tests/builders/conftest.py)."""
-    import numpy as np
-    import onnx
-    import onnx.numpy_helper as onh
+    """The onnx package's light ResNet-50 with a dynamic batch axis, as the builder tests use it."""
+    from tests.models import light_model_dynamic_batch
 
-    model = onnx.load(str(Path(onnx.__file__).parent / "backend/test/data/light/light_resnet50.onnx"))
-    inits = {t.name for t in model.graph.initializer}
-    keep = [i for i in model.graph.input if i.name not in inits]
-    del model.graph.input[:]
-    model.graph.input.extend(keep)
-    model.ir_version = max(model.ir_version, 4)
-    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
-    for out in model.graph.output:
-        out.type.tensor_type.shape.dim[0].dim_param = "N"
-    for t in model.graph.initializer:
-        if t.name == "OC2_DUMMY_1":
-            t.CopyFrom(onh.from_array(np.array([-1, 2048], dtype=np.int64), t.name))
-    return model
+    return light_model_dynamic_batch("resnet50")
 
 
 def _models(work: Path) -> dict[str, Path]:

@@ -12,8 +12,7 @@ import pytest
 from builders.onnx_load import describe_io, diagnose_bytes, load_onnx
 from edge.errors import BuildError
 from edge.manifest import TensorSpec
-
-LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+from tests.models import LIGHT
 
 
 def test_retinaface_io_has_dynamic_axes(retinaface_onnx: Path) -> None:

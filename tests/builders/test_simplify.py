@@ -14,8 +14,7 @@ import pytest
 from builders.onnx_load import describe_io, load_onnx
 from builders.shapes import fix_shapes, ort_session
 from builders.simplify import FOLD_FLOOR_BYTES, fold_limit, outputs_agree, simplifier_name, simplify
-
-LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+from tests.models import LIGHT
 
 
 def test_retinaface_at_a_fixed_size_folds_its_shape_arithmetic(retinaface_onnx: Path) -> None:
