@@ -13,10 +13,13 @@ optimization level, a progress bar fed by a ``trt.IProgressMonitor``, and the pl
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import signal
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -224,6 +227,31 @@ def add_profiles(trt: ModuleType, builder: Any, config: Any, network: Any, profi
         config.add_optimization_profile(profile)
 
 
+@contextlib.contextmanager
+def deferred_interrupts(logger: Any) -> Iterator[None]:
+    """While TensorRT works, Ctrl-C and SIGTERM only set ``logger.interrupted``.
+
+    A KeyboardInterrupt raised inside one of TensorRT's Python callbacks (logger, progress monitor) is
+    swallowed by its C++ frames ("Exception caught in log()") and the build would finish as if nothing
+    happened. So the signal handlers only record the request; the progress monitor then cancels the build
+    and the caller raises KeyboardInterrupt once TensorRT has returned. Outside the main thread (where
+    handlers cannot be set) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def record(signum: int, frame: object) -> None:
+        logger.interrupted = True
+
+    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class EngineBuild:
     """The network, parser and builder config for one plan; flavour modules adjust ``config``, then ``run()``."""
 
@@ -236,7 +264,8 @@ class EngineBuild:
         self.builder = trt.Builder(self.logger)
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if request.strongly_typed else 0
         self.network = self.builder.create_network(flags)
-        parse_onnx(trt, self.network, self.logger, request.onnx_path, request.source_name)
+        with deferred_interrupts(self.logger):
+            parse_onnx(trt, self.network, self.logger, request.onnx_path, request.source_name)
         if self.logger.interrupted:
             raise KeyboardInterrupt
         self.config = self.builder.create_builder_config()
@@ -254,7 +283,8 @@ class EngineBuild:
             monitor = make_progress_monitor(self.trt, bar, self.logger)
             self.config.progress_monitor = monitor
             try:
-                plan = self.builder.build_serialized_network(self.network, self.config)
+                with deferred_interrupts(self.logger):
+                    plan = self.builder.build_serialized_network(self.network, self.config)
             finally:
                 self.config.progress_monitor = None
             if monitor.interrupted:
