@@ -401,8 +401,11 @@ def test_process_exit_codes_and_one_line_errors(
 def test_process_interrupted_during_the_engine_build_leaves_nothing(
     resnet50_onnx: Path, tmp_path: Path, signum: signal.Signals
 ) -> None:
+    # -v: TensorRT logs ~130 kB during the build, more than a pipe holds, so the child cannot finish the
+    # build while this test is slow to read: it blocks in TensorRT's log callback (the case where an
+    # exception raised there would be swallowed) until the signal has been sent.
     name = "gpu_0/data_0"
-    cmd = [sys.executable, "-m", "edge", "build", str(resnet50_onnx), "-o", "r.bundle", "--target", "rtx-ada",
+    cmd = [sys.executable, "-m", "edge", "-v", "build", str(resnet50_onnx), "-o", "r.bundle", "--target", "rtx-ada",
            "--precision", "fp32", "--opt-level", "5", "--min-shapes", f"{name}:1x3x224x224", "--max-shapes", f"{name}:32x3x224x224"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stderr is not None
