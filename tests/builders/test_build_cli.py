@@ -407,7 +407,16 @@ def test_process_interrupted_during_the_engine_build_leaves_nothing(
     name = "gpu_0/data_0"
     cmd = [sys.executable, "-m", "edge", "-v", "build", str(resnet50_onnx), "-o", "r.bundle", "--target", "rtx-ada",
            "--precision", "fp32", "--opt-level", "5", "--min-shapes", f"{name}:1x3x224x224", "--max-shapes", f"{name}:32x3x224x224"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # A shell's background jobs (CI may run so) ignore SIGINT, and children inherit that: give the child
+    # the default disposition a terminal user has, so Python turns Ctrl-C into KeyboardInterrupt.
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert proc.stderr is not None
     seen = []
     for line in proc.stderr:  # wait until the engine build has started, then press Ctrl-C
