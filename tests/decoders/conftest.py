@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from edge.preprocess import Meta
 from edge.results import Detections
@@ -32,3 +33,16 @@ def close(got: list[tuple[list[float], float, int]], want: list[tuple[list[float
     return len(got) == len(want) and all(
         np.allclose(g[0], w[0], atol=0.01) and abs(g[1] - w[1]) < 1e-4 and g[2] == w[2] for g, w in zip(got, want)
     )
+
+
+def check_case(outputs: dict[str, np.ndarray], s: PostprocessSpec, expected: object, meta: Meta = LETTERBOX) -> None:
+    """One row of a decoder table: ``expected`` is either hand-checked ``rows`` or ``(exception, pattern)``."""
+    from edge.decoders import decode
+
+    if isinstance(expected, tuple):
+        with pytest.raises(expected[0], match=expected[1]):
+            decode(outputs, s, [meta])
+        return
+    (result,) = decode(outputs, s, [meta])
+    assert isinstance(result, Detections)
+    assert close(rows(result), expected), rows(result)  # type: ignore[arg-type]

@@ -7,9 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.decoders import decode
 from edge.errors import ConfigError
-from tests.decoders.conftest import LETTERBOX, close, rows, spec
+from tests.decoders.conftest import check_case, spec
 
 # network xyxy -> original (x / 0.5, (y - 140) / 0.5)
 BOXES = [[270, 295, 370, 345], [80, 180, 120, 220], [0, 140, 10, 150], [1, 1, 2, 2]]
@@ -82,9 +81,4 @@ CASES: list[tuple[str, dict[str, np.ndarray], dict[str, Any], object]] = [
 @pytest.mark.parametrize(("outputs", "kwargs", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_decode(outputs: dict[str, np.ndarray], kwargs: dict[str, Any], expected: object) -> None:
     s = spec("efficientnms", **kwargs)
-    if isinstance(expected, tuple):
-        with pytest.raises(expected[0], match=expected[1]):
-            decode(outputs, s, [LETTERBOX])
-        return
-    (result,) = decode(outputs, s, [LETTERBOX])
-    assert close(rows(result), expected), rows(result)  # type: ignore[arg-type]
+    check_case(outputs, s, expected)

@@ -13,7 +13,7 @@ from edge.decoders.retinaface import priors
 from edge.errors import ConfigError
 from edge.preprocess import Meta, preprocess
 from edge.spec import PreprocessSpec
-from tests.decoders.conftest import LETTERBOX, close, rows, spec
+from tests.decoders.conftest import LETTERBOX, check_case, spec
 
 STEPS = (8, 16, 32)
 SIZES = ((16.0, 32.0), (64.0, 128.0), (256.0, 512.0))
@@ -145,12 +145,7 @@ CASES: list[tuple[str, dict[str, np.ndarray], dict[str, Any], object]] = [
 @pytest.mark.parametrize(("outputs", "kwargs", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_decode(outputs: dict[str, np.ndarray], kwargs: dict[str, Any], expected: object) -> None:
     s = spec("retinaface", **{"score_threshold": 0.5, "iou_threshold": 0.4, **kwargs})
-    if isinstance(expected, tuple):
-        with pytest.raises(expected[0], match=expected[1]):
-            decode(outputs, s, [LETTERBOX])
-        return
-    (result,) = decode(outputs, s, [LETTERBOX])
-    assert close(rows(result), expected), rows(result)  # type: ignore[arg-type]
+    check_case(outputs, s, expected)
 
 
 def test_landmarks_hand_checked() -> None:
