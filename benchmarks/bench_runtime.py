@@ -22,7 +22,7 @@ from typing import Any
 
 GOAL_LOOP = 0.97
 
-EDGE_STARTUP = r"""
+PRELUDE = r"""
 import json, sys, time
 def peak_mib():  # VmHWM: this process's peak RSS (ru_maxrss would carry the parent's over fork+exec)
     for line in open("/proc/self/status"):
@@ -30,6 +30,11 @@ def peak_mib():  # VmHWM: this process's peak RSS (ru_maxrss would carry the par
             return int(line.split()[1]) / 1024
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+"""
+
+EDGE_STARTUP = (
+    PRELUDE
+    + r"""
 t0 = time.perf_counter()
 import edge.runtime
 from edge.preprocess import load_image
@@ -41,15 +46,11 @@ t3 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_s": t3 - t2, "faces": n,
                   "rss_mib": peak_mib()}))
 """
+)
 
-BARE_STARTUP = r"""
-import json, sys, time
-def peak_mib():  # VmHWM: this process's peak RSS (ru_maxrss would carry the parent's over fork+exec)
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+BARE_STARTUP = (
+    PRELUDE
+    + r"""
 t0 = time.perf_counter()
 import cv2, numpy as np, onnxruntime as ort
 t1 = time.perf_counter()
@@ -62,6 +63,7 @@ t3 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_s": t3 - t2, "faces": n,
                   "rss_mib": peak_mib()}))
 """
+)
 
 
 def _bundle(out: Path) -> Path:
