@@ -71,7 +71,8 @@ def diagnose_bytes(data: bytes) -> str:
     return "corrupt ONNX data"
 
 
-def _all_tensors(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
+def all_tensors(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
+    """Every stored tensor: initializers and tensor attributes, subgraphs included."""
     tensors = list(graph.initializer)
     for node in graph.node:
         for attr in node.attribute:
@@ -79,15 +80,15 @@ def _all_tensors(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
                 tensors.append(attr.t)
             tensors.extend(attr.tensors)
             if attr.HasField("g"):
-                tensors.extend(_all_tensors(attr.g))
+                tensors.extend(all_tensors(attr.g))
             for sub in attr.graphs:
-                tensors.extend(_all_tensors(sub))
+                tensors.extend(all_tensors(sub))
     return tensors
 
 
 def _external_files(model: onnx.ModelProto) -> set[str]:
     files = set()
-    for tensor in _all_tensors(model.graph):
+    for tensor in all_tensors(model.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             for entry in tensor.external_data:
                 if entry.key == "location":

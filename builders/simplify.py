@@ -16,7 +16,7 @@ import time
 import numpy as np
 import onnx
 
-from builders.onnx_load import describe_io
+from builders.onnx_load import all_tensors, describe_io
 from builders.shapes import ort_error_summary, ort_session
 
 log = logging.getLogger(__name__)
@@ -37,19 +37,6 @@ def simplifier_name() -> str | None:
     return f"onnxslim {onnxslim.__version__}"
 
 
-def _stored_tensors(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
-    tensors = list(graph.initializer)
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                tensors.append(attr.t)
-            if attr.HasField("g"):
-                tensors.extend(_stored_tensors(attr.g))
-            for sub in attr.graphs:
-                tensors.extend(_stored_tensors(sub))
-    return tensors
-
-
 def fold_limit(model: onnx.ModelProto) -> int:
     """The largest tensor (bytes) constant folding may create: the model's largest stored tensor, at least 4 MiB.
 
@@ -60,7 +47,7 @@ def fold_limit(model: onnx.ModelProto) -> int:
     at build or load time just as well, so it stays a node.
     """
     largest = 0
-    for tensor in _stored_tensors(model.graph):
+    for tensor in all_tensors(model.graph):
         try:
             itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
         except (KeyError, TypeError, ValueError):
