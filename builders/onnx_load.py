@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edge.errors import BuildError
+from edge.errors import BuildError, first_line
 from edge.manifest import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def load_onnx(path: str | os.PathLike[str], *, infer_shapes: bool = True) -> onn
         else:
             onnx.checker.check_model(str(p), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, type(exc).__name__)
         raise BuildError(f"{p}: the ONNX checker rejects this model: {first}; re-export it") from None
     removed = remove_initializer_inputs(model)
     if removed:
@@ -205,7 +205,9 @@ def infer_model_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=False, data_prop=True)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
-        raise BuildError(f"ONNX shape inference failed: {str(exc).splitlines()[0]}; re-export the model") from None
+        raise BuildError(
+            f"ONNX shape inference failed: {first_line(exc, type(exc).__name__)}; re-export the model"
+        ) from None
 
 
 def _dims(value: onnx.ValueInfoProto) -> tuple[int, ...]:

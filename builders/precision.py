@@ -31,7 +31,7 @@ from onnx import numpy_helper
 from builders.calibration import Sample, collect_stats, float_tensor_types
 from builders.onnx_load import lowest_ir_version, nonstandard_ops, with_plugin_domain
 from builders.shapes import ort_error_summary, ort_session
-from edge.errors import BuildError, ConfigError
+from edge.errors import BuildError, ConfigError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ def _with_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
     except Exception as exc:  # the converter raises assorted exceptions
         raise BuildError(
             f"quantization needs ONNX opset {version} or newer; converting from opset {current} failed "
-            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); re-export the model with opset >= {version}"
+            f"({first_line(exc, type(exc).__name__)}); re-export the model with opset >= {version}"
         ) from None
 
 
@@ -324,7 +324,7 @@ def quantize(
                 )
             out = onnx.load(dst)
         except Exception as exc:  # quantize_static raises assorted exceptions
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            detail = first_line(exc, type(exc).__name__)
             raise BuildError(f"{precision} quantization failed: {detail}; try --precision fp16") from None
     keep = [p for p in out.metadata_props if p.key != "onnx.quant.pre_process"]
     del out.metadata_props[:]

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 
 from builders.onnx_load import describe_io, graph_inputs, lowest_ir_version, nonstandard_ops
-from edge.errors import BuildError, ConfigError
+from edge.errors import BuildError, ConfigError, first_line
 from edge.manifest import TensorSpec
 from edge.spec import PreprocessSpec
 
@@ -131,7 +131,7 @@ def fix_shapes(
 
 
 def _reshape_failed(wanted: str, detail: str) -> str:
-    first = detail.strip().splitlines()[0] if detail.strip() else "unknown error"
+    first = first_line(detail, "unknown error")
     return (
         f"the model does not work at {wanted}: {first}; it was probably exported at a fixed size that its layers "
         "depend on (e.g. a Reshape with constant sizes): re-export it at this size or with dynamic axes"
@@ -146,7 +146,7 @@ def ort_error_summary(message: str) -> str:
         if marker in reason:
             reason = reason.rsplit(marker, 1)[1]
             break
-    reason = reason.strip().splitlines()[0] if reason.strip() else "unknown error"
+    reason = first_line(reason, "unknown error")
     return f"node {node.group(2) or '(unnamed)'} ({node.group(1)}): {reason}" if node else reason
 
 

@@ -18,6 +18,7 @@ import onnx
 
 from builders.onnx_load import all_tensors, describe_io
 from builders.shapes import ort_error_summary, ort_session
+from edge.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def simplify(model: onnx.ModelProto, *, verify: bool = True) -> tuple[onnx.Model
             raise TypeError(f"onnxslim returned {type(slim).__name__}, not a model")
         onnx.checker.check_model(slim)
     except Exception as exc:  # a third-party optimiser: any failure means "use the original"
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc, type(exc).__name__)
         log.warning("%s failed (%s); building from the unsimplified model", name, detail)
         return model, None
     problem = outputs_agree(model, slim) if verify else None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.configkit import Reader
-from edge.errors import ConfigError
+from edge.errors import ConfigError, first_line
 
 TOP_LEVEL = ("model", "source", "sources", "sinks", "pipeline", "power", "http", "service")
 
@@ -174,7 +174,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or first_line(exc, type(exc).__name__)
         raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
     if data is None:
         raise ConfigError(f"{p}: the file is empty; it needs at least model and source")

@@ -60,3 +60,15 @@ class ServiceError(EdgeError):
     """Installing or running the systemd service or the HTTP API failed."""
 
     exit_code = 9
+
+
+def first_line(text: object, default: str = "") -> str:
+    """The first non-blank line of ``str(text)`` (an exception, a tool's output), stripped.
+
+    ``default`` is returned for an empty or blank text; for an exception with an empty message,
+    pass ``type(exc).__name__`` so the line still says what happened.
+    """
+    for line in str(text).splitlines():
+        if line.strip():
+            return line.strip()
+    return default

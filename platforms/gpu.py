@@ -7,6 +7,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from edge.errors import first_line
+
 # Which target a discrete GPU's compute capability selects (PLATFORMS.md "RTX and other desktop GPUs").
 CC_TARGETS = {
     "7.5": "rtx-turing",
@@ -78,7 +80,7 @@ def query_nvidia_smi(command: str) -> GpuQuery:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return GpuQuery(None, f"nvidia-smi: {exe} could not run ({exc})")
     if proc.returncode != 0:
-        detail = (proc.stdout.strip() or proc.stderr.strip() or "no output").splitlines()[0]
+        detail = first_line(proc.stdout) or first_line(proc.stderr, "no output")
         return GpuQuery(None, f"nvidia-smi: exit code {proc.returncode}: {detail}")
     gpus = parse_smi_csv(proc.stdout)
     return GpuQuery(gpus, f"nvidia-smi: {len(gpus)} GPU(s)")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edge.backends.base import Backend
-from edge.errors import EngineError
+from edge.errors import EngineError, first_line
 from edge.manifest import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             self._session = ort.InferenceSession(self.path, opts, providers=providers)
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
-            raise EngineError(f"onnxruntime: cannot load {self.path}: {str(exc).strip().splitlines()[0]}") from None
+            raise EngineError(f"onnxruntime: cannot load {self.path}: {first_line(exc, type(exc).__name__)}") from None
         self.active_providers = tuple(self._session.get_providers())
         wanted = self.providers[0]
         if wanted not in self.active_providers:
@@ -122,7 +122,7 @@ class OnnxRuntimeBackend(Backend):
             else:
                 values = self._session.run(self._names, feeds)
         except Exception as exc:  # ORT's runtime errors (shape mismatches inside the graph, OOM)
-            raise EngineError(f"onnxruntime: inference failed: {str(exc).strip().splitlines()[0]}") from None
+            raise EngineError(f"onnxruntime: inference failed: {first_line(exc, type(exc).__name__)}") from None
         return dict(zip(self._names, values))
 
     def _close(self) -> None:

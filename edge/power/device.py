@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.errors import NotJetsonError, PowerError
+from edge.errors import NotJetsonError, PowerError, first_line
 
 CONF_PATH = "etc/nvpmodel.conf"
 STATUS_PATH = "var/lib/nvpmodel/status"
@@ -171,7 +171,7 @@ def jetson_info(sysroot: str | Path = "/") -> JetsonInfo | None:
     if release is None and not is_tegra:
         return None
     model = read_text(path_in(sysroot, DT_MODEL))
-    first = release.splitlines()[0].strip() if release and release.strip() else None
+    first = first_line(release or "") or None
     return JetsonInfo(first, compatible, model.strip("\x00\n ") if model else None)
 
 
