@@ -1,7 +1,7 @@
 """The offline builder: ONNX model -> bundle (precision-transformed ONNX + TensorRT/TensorRT-RTX plans).
 
-``build(options)`` runs the whole pipeline (see :mod:`builders.pipeline`); the submodules are imported
-lazily so that ``from builders.progress import Progress`` stays light.
+``build(options)`` runs the whole pipeline (see :mod:`builders.assemble`); the submodules are imported
+lazily so that ``from builders.progress_bar import ProgressBar`` stays light.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ __all__ = ["build"]
 
 
 def build(options: BuildOptions) -> Path:
-    """Build the bundle described by ``options`` and return its path (see :mod:`builders.pipeline`)."""
-    from builders.pipeline import build as _build
+    """Build the bundle described by ``options`` and return its path (see :mod:`builders.assemble`)."""
+    from builders.assemble import build as _build
 
     return _build(options)

@@ -1,12 +1,12 @@
 """Stage 5: how far the converted model strays from the FP32 reference, and the ``--max-drop`` gate.
 
-:func:`compare` runs both models through ONNX Runtime on the same preprocessed inputs (calibration or
+:func:`compare_to_reference` runs both models through ONNX Runtime on the same preprocessed inputs (calibration or
 ``--val`` images). The reference runs as usual; the converted model runs with ONNX Runtime's graph
 optimisations off, so its Q/DQ pairs act as plain scale-and-round steps around FP32 arithmetic, which
 is what TensorRT computes (ONNX Runtime's own fused INT8/FP8 CPU kernels round differently).
 
-Per output: ``cosine`` (mean over samples) and ``cosine_min``, ``max_abs_error``, ``max_rel_error``
-(largest ``|a-b|`` over the largest ``|a|``) and ``mean_rel_error`` (sum ``|a-b|`` over sum ``|a|``).
+Per output: ``cosine`` (mean over samples) and ``cosine_min``, ``max_abs_error``, ``peak_relative_error``
+(largest ``|a-b|`` over the largest ``|a|``) and ``l1_relative_error`` (sum ``|a-b|`` over sum ``|a|``).
 Then one task-level ``score``:
 
 - detectors (``postprocess.task == "detect"``): ``box_recall``, the share of reference boxes that the
@@ -31,7 +31,7 @@ import onnx
 
 from builders.calibration import Sample
 from builders.onnx_load import lowest_ir_version
-from builders.progress import Progress
+from builders.progress_bar import ProgressBar
 from builders.shapes import ort_error_summary, ort_session
 from edge.errors import BuildError
 from edge.spec import PostprocessSpec, PreprocessSpec
@@ -117,8 +117,8 @@ class _OutputStats:
             "cosine": round(float(np.mean(self.cosines)), 6),
             "cosine_min": round(float(np.min(self.cosines)), 6),
             "max_abs_error": float(f"{self.max_abs:.6g}"),
-            "max_rel_error": float(f"{self.max_abs / self.ref_peak:.6g}") if self.ref_peak else 0.0,
-            "mean_rel_error": float(f"{self.abs_sum / self.ref_sum:.6g}") if self.ref_sum else 0.0,
+            "peak_relative_error": float(f"{self.max_abs / self.ref_peak:.6g}") if self.ref_peak else 0.0,
+            "l1_relative_error": float(f"{self.abs_sum / self.ref_sum:.6g}") if self.ref_sum else 0.0,
             "non_finite": self.non_finite,
         }
 
@@ -138,7 +138,7 @@ def _metas(sample: Sample, preprocess: PreprocessSpec | None) -> list[Any]:
     return [Meta(h, w, h, w, 1.0, 1.0, 0.0, 0.0) for _ in range(batch)]
 
 
-def compare(
+def compare_to_reference(
     reference: onnx.ModelProto,
     candidate: onnx.ModelProto,
     samples: Sequence[Sample],
@@ -170,7 +170,7 @@ def compare(
     boxes = {"reference": 0, "matched": 0, "extra": 0}
     top1 = [0, 0]
     low = dataclasses.replace(postprocess, score_threshold=postprocess.score_threshold / 2) if postprocess else None
-    with Progress(len(samples), label) as bar:
+    with ProgressBar(len(samples), label) as bar:
         for sample in samples:
             try:
                 ref = dict(zip(names, ref_session.run(names, sample)))

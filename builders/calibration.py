@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from builders.progress import Progress
+from builders.progress_bar import ProgressBar
 from builders.shapes import format_shape, ort_error_summary, ort_session
 from edge.errors import BuildError, EdgeError
 from edge.manifest import TensorSpec
@@ -93,7 +93,7 @@ def _from_images(folder: Path, spec: PreprocessSpec, input_spec: TensorSpec, lim
     if len(files) < batch:
         raise BuildError(f"{folder}: {len(files)} images, but the model's fixed batch needs {batch} per feed")
     tensors: list[np.ndarray] = []
-    with Progress(len(files), "calibration images") as bar:
+    with ProgressBar(len(files), "calibration images") as bar:
         for file in files:
             try:
                 tensor, _ = preprocess(load_image(file), spec, input_spec.shape)
@@ -277,7 +277,7 @@ def collect_stats(
         session = ort_session(with_outputs(model, names))
     except Exception as exc:  # ORT raises its own untyped exception family
         raise BuildError(f"ONNX Runtime cannot load the model to calibrate it: {ort_error_summary(str(exc))}") from None
-    with Progress(len(samples), label) as bar:
+    with ProgressBar(len(samples), label) as bar:
         for sample in samples:
             try:
                 values = session.run(list(names), sample)

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from builders.progress import Progress
+from builders.progress_bar import ProgressBar
 from edge.errors import BuildError
 
 log = logging.getLogger("builders.engine")
@@ -89,7 +89,7 @@ def _logger_class(trt: ModuleType) -> type:
 @functools.cache
 def _monitor_class(trt: ModuleType) -> type:
     class ProgressMonitor(trt.IProgressMonitor):  # type: ignore[name-defined]
-        """Feeds TensorRT's build phases into a :class:`Progress`; Ctrl-C cancels the build cleanly.
+        """Feeds TensorRT's build phases into a :class:`ProgressBar`; Ctrl-C cancels the build cleanly.
 
         The top-level phase ("Building engine") sets the bar's total and its steps move the bar; its
         direct sub-phase is shown as text (deeper phases only tick the clock: a log gets a few lines
@@ -99,7 +99,7 @@ def _monitor_class(trt: ModuleType) -> type:
         has returned.
         """
 
-        def __init__(self, progress: Progress, logger: Any) -> None:
+        def __init__(self, progress: ProgressBar, logger: Any) -> None:
             trt.IProgressMonitor.__init__(self)
             self.progress = progress
             self.logger = logger
@@ -155,7 +155,7 @@ def make_logger(trt: ModuleType) -> Any:
     return _logger_class(trt)()
 
 
-def make_progress_monitor(trt: ModuleType, progress: Progress, logger: Any) -> Any:
+def make_progress_monitor(trt: ModuleType, progress: ProgressBar, logger: Any) -> Any:
     """A ``trt.IProgressMonitor`` feeding ``progress``; ``.interrupted`` (shared with ``logger``) after a Ctrl-C."""
     return _monitor_class(trt)(progress, logger)
 
@@ -279,7 +279,7 @@ class EngineBuild:
         """Build and write the plan to ``request.plan_path``; its size in bytes."""
         name = flavour_name(self.trt)
         t0 = time.perf_counter()
-        with Progress(None, f"{name} build {self.request.label}") as bar:
+        with ProgressBar(None, f"{name} build {self.request.label}") as bar:
             monitor = make_progress_monitor(self.trt, bar, self.logger)
             self.config.progress_monitor = monitor
             try:

@@ -4,7 +4,7 @@ The CLI (``edge build``, ``scripts/build_engine.py``) and Python callers fill th
 :class:`BuildOptions`; ``__post_init__`` rejects impossible combinations with a
 :class:`~edge.errors.ConfigError` naming the flag, a precision a named target lacks included (before
 asking for ``--calib``). Checks that need this machine (``auto``) or the model (input names) happen in
-:mod:`builders.targets` and :mod:`builders.pipeline`.
+:mod:`builders.targets` and :mod:`builders.assemble`.
 """
 
 from __future__ import annotations

@@ -529,7 +529,7 @@ def test_a_dependency_missing_mid_build_is_one_line_and_leaves_nothing(
     assert list(out_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["builders.stages", "edge.nothing", "platforms", None])
+@pytest.mark.parametrize("name", ["builders.onnx_stages", "edge.nothing", "platforms", None])
 def test_a_missing_module_of_the_kit_itself_is_not_disguised(name: str | None) -> None:
     from edge.cli.build import missing_dependency
 

@@ -109,16 +109,16 @@ def test_ctrl_c_during_the_build_cancels_it_and_writes_nothing(
 ) -> None:
     # A real SIGINT, delivered while TensorRT is inside build_serialized_network: Python raises
     # KeyboardInterrupt in the progress callback, which must cancel the build and surface afterwards.
-    original = engine_common.Progress.set_total
+    original = engine_common.ProgressBar.set_total
     sent: list[bool] = []
 
-    def interrupt_once(self: engine_common.Progress, total: int | None, done: int | None = None) -> None:
+    def interrupt_once(self: engine_common.ProgressBar, total: int | None, done: int | None = None) -> None:
         if not sent and done:
             sent.append(True)
             signal.raise_signal(signal.SIGINT)
         original(self, total, done)
 
-    monkeypatch.setattr(engine_common.Progress, "set_total", interrupt_once)
+    monkeypatch.setattr(engine_common.ProgressBar, "set_total", interrupt_once)
     with pytest.raises(KeyboardInterrupt):
         build_rtx(EngineRequest(retinaface_onnx, tmp_path / "rf.plan", RETINA_PROFILE), ["8.9"])
     assert sent and list(tmp_path.iterdir()) == []

@@ -9,7 +9,7 @@ import onnx
 import onnx.helper as oh
 import pytest
 
-from builders.accuracy import compare, gate, iou_matrix
+from builders.accuracy import compare_to_reference, gate, iou_matrix
 from builders.calibration import Sample, load_calibration
 from builders.onnx_load import describe_io, load_onnx
 from builders.precision import convert, fp16_block_nodes, quantize, to_fp16
@@ -139,7 +139,7 @@ def test_int8_qdq_is_laid_out_for_tensorrt(int8: onnx.ModelProto) -> None:
 def test_int8_retinaface_passes_the_gate_and_still_finds_the_astronaut(
     retina: onnx.ModelProto, int8: onnx.ModelProto, photos: list[Sample], photos_dir: Path
 ) -> None:
-    result = compare(retina, int8, photos, FACES, SPEC)
+    result = compare_to_reference(retina, int8, photos, FACES, SPEC)
     gate(result, 0.02)
     assert result["passed"] is True and result["metric"] == "box_recall"
     assert result["boxes"]["reference"] >= 2 and result["boxes"]["recall"] == 1.0
@@ -195,7 +195,7 @@ def test_fp8_qdq_passes_the_gate(retina: onnx.ModelProto, photos: list[Sample]) 
     assert onnx.numpy_helper.to_array(inits[q.input[2]]).dtype == float8_e4m3fn
     peak = max(float(np.abs(s["input"]).max()) for s in photos)
     assert _input_scale(fp8) == pytest.approx(peak / 448, rel=1e-5)  # max |x| maps to E4M3's 448
-    result = compare(retina, fp8, photos, FACES, SPEC)
+    result = compare_to_reference(retina, fp8, photos, FACES, SPEC)
     gate(result, 0.05)
     assert result["boxes"]["recall"] == 1.0
 

@@ -1,6 +1,6 @@
 """A progress bar on stderr with elapsed time, for calibration, accuracy checks and engine builds.
 
-    with Progress(total=len(images), label="calibrate") as bar:
+    with ProgressBar(total=len(images), label="calibrate") as bar:
         for image in images:
             ...
             bar.advance()
@@ -31,7 +31,7 @@ def format_elapsed(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-class Progress:
+class ProgressBar:
     """Progress of one task; a context manager (the closing line says done, failed or interrupted)."""
 
     def __init__(
@@ -88,7 +88,7 @@ class Progress:
         with self._lock:
             self._emit(force=False)
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> ProgressBar:
         self._start = self._last_emit = self._clock()
         if not self._tty:
             self._write_line(f"{self.label}: started" + (f" ({self.total} steps)" if self.total else ""))

@@ -2,7 +2,7 @@
 
 Each stage is a module of builder-onnx (:mod:`builders.onnx_load`, :mod:`builders.simplify`,
 :mod:`builders.shapes`, :mod:`builders.precision`, :mod:`builders.calibration`,
-:mod:`builders.accuracy`); this module only strings them together for :func:`builders.pipeline.build`
+:mod:`builders.accuracy`); this module only strings them together for :func:`builders.assemble.build`
 and derives the bundle's preprocess/postprocess specs from the options and the model.
 """
 
@@ -97,9 +97,9 @@ def prepare(options: BuildOptions, precision: str, postprocess: PostprocessSpec)
         calibration = calibration_info(options.calib, samples, options.calib_method)
     model = convert(model, precision, samples, method=options.calib_method)
     if options.val is not None or samples:
-        from builders.accuracy import compare, gate
+        from builders.accuracy import compare_to_reference, gate
 
         val = load_calibration(options.val, preprocess, feed) if options.val is not None else samples
-        accuracy = compare(reference, model, val, postprocess, preprocess)
+        accuracy = compare_to_reference(reference, model, val, postprocess, preprocess)
         gate(accuracy, options.max_drop)
     return Prepared(model, inputs, outputs, profiles, preprocess, simplifier, calibration, accuracy)

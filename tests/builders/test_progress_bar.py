@@ -1,4 +1,4 @@
-"""builders.progress: the bar on a terminal, periodic lines in logs, the closing line."""
+"""builders.progress_bar: the bar on a terminal, periodic lines in logs, the closing line."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from builders.progress import Progress, format_elapsed
+from builders.progress_bar import ProgressBar, format_elapsed
 
 
 class FakeClock:
@@ -27,7 +27,7 @@ def test_format_elapsed(seconds: float, text: str) -> None:
 
 def test_log_mode_prints_start_phases_heartbeat_and_done() -> None:
     out, clock = io.StringIO(), FakeClock()
-    with Progress(4, "calibrate", stream=out, tty=False, interval=5.0, clock=clock) as bar:
+    with ProgressBar(4, "calibrate", stream=out, tty=False, interval=5.0, clock=clock) as bar:
         bar.advance()  # within the interval: no line
         clock.now += 6
         bar.advance()  # interval passed: a heartbeat line
@@ -46,7 +46,7 @@ def test_log_mode_prints_start_phases_heartbeat_and_done() -> None:
 
 def test_tty_mode_redraws_in_place_and_ends_with_newline() -> None:
     out, clock = io.StringIO(), FakeClock()
-    with Progress(2, "build rtx-ada", stream=out, tty=True, clock=clock) as bar:
+    with ProgressBar(2, "build rtx-ada", stream=out, tty=True, clock=clock) as bar:
         bar.set_phase("Building engine")
         clock.now += 1
         bar.advance()
@@ -62,14 +62,14 @@ def test_tty_mode_redraws_in_place_and_ends_with_newline() -> None:
 @pytest.mark.parametrize(("error", "outcome"), [(RuntimeError("boom"), "failed"), (KeyboardInterrupt(), "interrupted")])
 def test_closing_line_names_failure_and_interrupt(error: BaseException, outcome: str) -> None:
     out = io.StringIO()
-    with pytest.raises(type(error)), Progress(None, "build", stream=out, tty=False, clock=FakeClock()) as bar:
+    with pytest.raises(type(error)), ProgressBar(None, "build", stream=out, tty=False, clock=FakeClock()) as bar:
         bar.advance(3)
         raise error
     assert out.getvalue().splitlines()[-1] == f"build: {outcome} in 0:00 (3)"
 
 
 def test_unknown_total_shows_a_count_and_set_total_turns_it_into_a_bar() -> None:
-    bar = Progress(None, "engine", stream=io.StringIO(), tty=False, clock=FakeClock())
+    bar = ProgressBar(None, "engine", stream=io.StringIO(), tty=False, clock=FakeClock())
     bar.advance(5)
     assert bar.render() == "engine  5  0:00"
     bar.set_total(10, done=2)
@@ -95,7 +95,7 @@ def test_heartbeat_thread_prints_while_nothing_advances() -> None:
     # A long blocking step (an engine build phase) must not leave a CI log silent: the heartbeat thread
     # prints on its own. Real clock, tiny interval; the event (not a sleep) tells us the lines came.
     out = _LineEvent(lines=3)
-    with Progress(None, "build", stream=out, tty=False, interval=0.01):
+    with ProgressBar(None, "build", stream=out, tty=False, interval=0.01):
         assert out.reached.wait(timeout=10), out.getvalue()
     lines = out.getvalue().splitlines()
     assert lines[0] == "build: started"

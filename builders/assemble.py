@@ -20,7 +20,7 @@ from typing import Any
 
 import onnx
 
-from builders import engine_rtx, engine_trt, stages
+from builders import engine_rtx, engine_trt, onnx_stages
 from builders.bundle import LABELS_FILE, MODEL_FILE, BundleWriter, check_output, plan_file_name
 from builders.engine_common import EngineRequest
 from builders.options import BuildOptions
@@ -45,9 +45,9 @@ def build(options: BuildOptions) -> Path:
             if data is not None:
                 check_source(data)  # an empty or wrong --calib/--val folder fails before the model is loaded
     labels = read_labels(options.labels) if options.labels is not None else ()
-    postprocess = stages.postprocess_spec(options, labels)
+    postprocess = onnx_stages.postprocess_spec(options, labels)
     with BundleWriter(options.output, force=options.force) as bundle:
-        prepared = stages.prepare(options, plan.precision, postprocess)
+        prepared = onnx_stages.prepare(options, plan.precision, postprocess)
         model_path = bundle.path(MODEL_FILE)
         size = save_onnx(prepared.model, model_path, plan.precision)
         # The engines are built from that file: free the in-memory model (and, for a big one, the
