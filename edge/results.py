@@ -23,6 +23,7 @@ class Detections:
     class_ids: np.ndarray  # [N] int64
     labels: Sequence[str] = ()  # label names by class id (the bundle's labels)
     keypoints: np.ndarray | None = None  # [N, K, 2] float32, e.g. RetinaFace's 5 landmarks
+    track_ids: np.ndarray | None = None  # [N] int64 from a tracker (edge.events); -1: not (yet) in a track
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
@@ -34,6 +35,8 @@ class Detections:
             )
         if self.keypoints is not None and (self.keypoints.ndim != 3 or len(self.keypoints) != n):
             raise ConfigError(f"Detections.keypoints: expected [N, K, 2], got {self.keypoints.shape}")
+        if self.track_ids is not None and self.track_ids.shape != (n,):
+            raise ConfigError(f"Detections.track_ids: expected [{n}] like boxes, got {self.track_ids.shape}")
 
     @classmethod
     def empty(cls, labels: Sequence[str] = ()) -> Detections:
@@ -44,7 +47,8 @@ class Detections:
 
     def __getitem__(self, index: Any) -> Detections:
         kp = self.keypoints[index] if self.keypoints is not None else None
-        return Detections(self.boxes[index], self.scores[index], self.class_ids[index], self.labels, kp)
+        tids = self.track_ids[index] if self.track_ids is not None else None
+        return Detections(self.boxes[index], self.scores[index], self.class_ids[index], self.labels, kp, tids)
 
     def label(self, class_id: int) -> str:
         return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)
@@ -59,6 +63,8 @@ class Detections:
                 "class_id": int(self.class_ids[i]),
                 "label": self.label(int(self.class_ids[i])),
             }
+            if self.track_ids is not None:
+                item["track_id"] = int(self.track_ids[i]) if self.track_ids[i] >= 0 else None
             if self.keypoints is not None:
                 item["keypoints"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.keypoints[i]]
             out.append(item)
