@@ -5,7 +5,8 @@ to register on the pipeline (each has ``close()``):
 
 - :class:`~edge.service.notify.NotifyObserver`, always (a no-op without ``NOTIFY_SOCKET``): READY,
   WATCHDOG driven by frame progress, STATUS, STOPPING;
-- :class:`~edge.service.http.HttpObserver` when the run config has an ``http`` section.
+- :class:`~edge.service.http.HttpObserver` when the run config has an ``http`` section (aiohttp, metrics on
+  prometheus-client; both imported only then).
 
 The HTTP API's ``POST /v1/infer`` shares the pipeline's model. A runtime ``Model`` serialises its
 backend calls on ``Model.lock`` (a re-entrant lock); :func:`model_lock` returns that lock, so the API
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from edge.service.config import HttpConfig, ServiceConfig
@@ -39,8 +41,13 @@ def model_lock(model: Any) -> threading.Lock:
         return lock
 
 
-def attach(run_config: Any, model: Any) -> list[Any]:
-    """The service observers for one ``edge run``: sd_notify always, the HTTP API when configured."""
+def attach(run_config: Any, model: Any, *, metrics: Sequence[Callable[[Any], None]] = ()) -> list[Any]:
+    """The service observers for one ``edge run``: sd_notify always, the HTTP API when configured.
+
+    ``metrics``: functions ``register_metrics(registry)`` of other modules, each called once with the HTTP
+    API's ``prometheus_client.CollectorRegistry`` so their metrics appear on ``/metrics`` (not called
+    without an ``http`` section: there is no ``/metrics`` then).
+    """
     from edge.service.notify import NotifyObserver
 
     # The HTTP observer goes first: by the time systemd reads READY=1, /readyz already answers 200.
@@ -52,7 +59,12 @@ def attach(run_config: Any, model: Any) -> list[Any]:
 
         telemetry = PowerTelemetry.open()
         try:
-            observers.insert(0, HttpObserver(http_config, model, telemetry=telemetry, model_lock=model_lock(model)))
+            observers.insert(
+                0,
+                HttpObserver(
+                    http_config, model, telemetry=telemetry, model_lock=model_lock(model), metrics=tuple(metrics)
+                ),
+            )
         except BaseException:
             if telemetry is not None:
                 telemetry.close()

@@ -1,4 +1,4 @@
-"""The HTTP API of a running pipeline, on the standard library's ThreadingHTTPServer.
+"""The HTTP API of a running pipeline, on aiohttp (the kit's one HTTP server stack).
 
 | route | auth | answers |
 |---|---|---|
@@ -12,37 +12,46 @@
 The bearer token is read once from a file (``$CREDENTIALS_DIRECTORY/http-token`` when systemd passes it
 with ``LoadCredential=``, else ``http.token_file``) and compared in constant time; it is never logged.
 Every failure is a JSON ``{"error": ...}`` with a status code; no request ever gets a traceback.
+
+The pipeline is synchronous, so the server runs its own asyncio loop on one thread (``edge-http``);
+inference and the blocking MJPEG frame wait run on worker threads, never on the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
 
 from edge.errors import EdgeError, ServiceError
 from edge.observer import FrameResult, PipelineControl, PipelineStats
-from edge.service.api import Api
+from edge.service.api import MAX_STREAMS, Api
 from edge.service.config import HttpConfig
-from edge.service.metrics import Metrics, Telemetry
+from edge.service.metrics import CONTENT_TYPE, Metrics, MetricsSource, Telemetry
 
 log = logging.getLogger(__name__)
 
 CREDENTIAL_NAME = "http-token"
 MIN_TOKEN_CHARS = 16
 BOUNDARY = "edgeframe"
-DRAIN_MAX_BYTES = (
-    64 << 20
-)  # an oversized upload up to this is read and dropped before the 413; beyond, the connection closes
+# An oversized upload up to this is read and dropped after the 413 (so the client reads its answer instead of
+# a reset, and the connection is kept); beyond it, the connection closes without reading the body.
+DRAIN_MAX_BYTES = 64 << 20
+BODY_TIMEOUT_S = 30.0  # a client may stall an upload this long before its request is dropped
+INFER_THREADS = 8  # worker threads for uploads (decoding overlaps; predict is serialised on the model lock)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def read_token(config: HttpConfig, environ: dict[str, str] | None = None) -> bytes | None:
@@ -78,236 +87,245 @@ def read_token(config: HttpConfig, environ: dict[str, str] | None = None) -> byt
     return text.encode()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    api: Api
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("HTTP connection from %s failed", client_address, exc_info=True)
+def json_response(code: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=code, body=json.dumps(body).encode() + b"\n", content_type="application/json", headers=headers
+    )
 
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+def listen_socket(host: str, port: int, where: str) -> socket.socket:
+    """A bound, listening TCP socket (IPv6 when the host has a colon); a ServiceError when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ServiceError(
+            f"{where}: cannot listen ({exc.strerror or exc}); pick a free port or stop the process that holds it"
+        ) from None
+    return sock
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "edge"
-    sys_version = ""
-    protocol_version = "HTTP/1.1"
-    timeout = 30  # seconds a client may stall a read or write before its connection is dropped
-    disable_nagle_algorithm = True  # small replies go out at once (no 40 ms Nagle/delayed-ACK stalls)
+class LoopThread:
+    """An asyncio loop on its own daemon thread, for a server inside a synchronous program."""
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
 
-    def do_POST(self) -> None:
-        self._dispatch("POST")
+    def call(self, coro: Awaitable[Any], timeout: float | None = None) -> Any:
+        """Run ``coro`` on the loop and wait for its result (its exception is raised here)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
 
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self.loop.close()
 
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
 
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
+class _Routes:
+    """The aiohttp handlers of one :class:`Api`."""
 
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.infer_pool = ThreadPoolExecutor(INFER_THREADS, thread_name_prefix="edge-http-infer")
+        self.stream_pool = ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix="edge-http-stream")
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # Method, path without its query, status: never headers or query strings, so never a token.
-        path = urlsplit(getattr(self, "path", "") or "").path
-        log.debug("%s %s %s -> %s", self.address_string(), getattr(self, "command", "-"), path, code)
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.middleware], client_max_size=self.api.config.max_upload_bytes)
+        app.router.add_get("/healthz", self.healthz, allow_head=False)
+        app.router.add_get("/readyz", self.readyz, allow_head=False)
+        app.router.add_get("/metrics", self.metrics, allow_head=False)
+        app.router.add_get("/v1/status", self.status, allow_head=False)
+        app.router.add_post("/v1/infer", self.infer, expect_handler=self.expect)
+        app.router.add_get("/v1/stream", self.stream, allow_head=False)
+        return app
 
-    def log_message(self, format: str, *args: Any) -> None:
-        text = re.sub(r"\?[^\s'\"]*", "?...", format % args)  # query strings may hold secrets
-        log.debug("%s %s", self.address_string(), text[:200])
-
-    def _dispatch(self, method: str) -> None:
-        api = self.server.api
-        self._body_read = False  # the handler lives as long as the connection: reset per request
-        self._headers_sent = False
-        self._may_drain = True
-        route = urlsplit(self.path).path
-        handlers = ROUTES.get(route)
-        label = route if handlers is not None else "other"
+    # -- around every request ------------------------------------------------------------------
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        api = self.api
+        method, route = request.method, request.path
+        error = request.match_info.http_exception
+        label = "other" if isinstance(error, web.HTTPNotFound) else route
         code = 500
         try:
-            if handlers is None:
-                code = self.send_json(
+            if isinstance(error, web.HTTPMethodNotAllowed):
+                allow = ", ".join(sorted(error.allowed_methods))
+                resp: web.StreamResponse = json_response(
+                    405, {"error": f"{method} is not allowed on {route}"}, {"Allow": allow}
+                )
+            elif error is not None:
+                resp = json_response(
                     404, {"error": f"no route {route}; see /v1/status, /v1/infer, /v1/stream, /metrics"}
                 )
-            elif method not in handlers:
-                code = self.send_json(
-                    405, {"error": f"{method} is not allowed on {route}"}, {"Allow": ", ".join(handlers)}
-                )
-            elif route != "/healthz" and not api.authorized(self.headers.get("Authorization")):
-                code = self._unauthorized()
+            elif route != "/healthz" and not api.authorized(request.headers.get("Authorization")):
+                resp = self.unauthorized()
             else:
-                code = handlers[method](self)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                resp = await handler(request)
+            code = resp.status
+        except (ConnectionResetError, asyncio.CancelledError):
             code = 499  # the client went away
-            self.close_connection = True
+            raise
+        except web.HTTPException as exc:  # raised by aiohttp itself, e.g. a body over client_max_size
+            resp = json_response(exc.status, {"error": exc.reason})
+            resp.force_close()
         except Exception:
             log.exception("HTTP %s %s failed", method, route)
-            self.close_connection = True
-            if not self._headers_sent:
-                code = self.send_json(500, {"error": "internal error; see the service log"})
+            resp = json_response(500, {"error": "internal error; see the service log"})
+            resp.force_close()
         finally:
             api.metrics.on_request(method, label, code)
+            # Method, path without its query, status: never headers or query strings, so never a token.
+            log.debug("%s %s %s -> %s", request.remote, method, route, code)
+        if code >= 400 and not request.content.is_eof():
+            await _drain(request)
+            if not request.content.is_eof() and not resp.prepared:
+                resp.force_close()  # say so: the unread body cannot be told apart from the next request
+        if not resp.prepared:
+            resp.headers["Cache-Control"] = "no-store"
+            resp.headers["Server"] = "edge"
+        return resp
 
-    _headers_sent = False
-    _body_read = False
-    _may_drain = True  # False while answering Expect: 100-continue (the client holds the body back)
+    async def expect(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: refuse an unauthorised or oversized upload before the client sends it."""
+        resp: web.StreamResponse | None = None
+        if not self.api.authorized(request.headers.get("Authorization")):
+            resp = self.unauthorized()
+        else:
+            length = request.content_length
+            if length is not None and length > self.api.config.max_upload_bytes:
+                resp = self.too_large(length)
+        if resp is None:
+            await _continue(request)
+            return None
+        resp.force_close()  # the body is never sent: the connection cannot carry another request
+        resp.headers["Cache-Control"] = "no-store"
+        self.api.metrics.on_request(request.method, request.path, resp.status)
+        return resp
 
-    def send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> int:
-        return self.send_bytes(code, json.dumps(body).encode() + b"\n", "application/json", headers)
+    def unauthorized(self) -> web.Response:
+        headers = {"WWW-Authenticate": 'Bearer realm="edge"'}
+        return json_response(401, {"error": "missing or invalid bearer token (Authorization: Bearer TOKEN)"}, headers)
 
-    def send_bytes(self, code: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> int:
-        if code >= 400 and self.command in ("POST", "PUT", "PATCH") and not self._body_read:
-            # Read and drop a body up to the upload limit (so the client gets this answer, not a reset);
-            # a longer or chunked one closes the connection instead of corrupting the next request.
-            length = self.headers.get("Content-Length", "")
-            limit = self.server.api.config.max_upload_bytes
-            if (
-                self._may_drain
-                and not self.headers.get("Transfer-Encoding")
-                and length.isdigit()
-                and int(length) <= limit
-            ):
-                self._discard(int(length))
-            if not self._body_read:
-                self.close_connection = True
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self._headers_sent = True
-        self.wfile.write(data)
-        return code
+    def too_large(self, length: int) -> web.Response:
+        limit = f"{self.api.config.max_upload_mb:g} MB"
+        return json_response(413, {"error": f"upload of {length} bytes is over the {limit} limit (http.max_upload_mb)"})
 
-    # -- routes ----------------------------------------------------------------------------------
-    def healthz(self) -> int:
-        return self.send_bytes(200, b"ok\n", "text/plain; charset=utf-8")
+    # -- routes -------------------------------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok\n", content_type="text/plain")
 
-    def readyz(self) -> int:
-        state = self.server.api.state
-        return self.send_json(200 if state == "running" else 503, {"ready": state == "running", "state": state})
+    async def readyz(self, request: web.Request) -> web.StreamResponse:
+        state = self.api.state
+        return json_response(200 if state == "running" else 503, {"ready": state == "running", "state": state})
 
-    def metrics(self) -> int:
-        text = self.server.api.metrics.render().encode()
-        return self.send_bytes(200, text, "text/plain; version=0.0.4; charset=utf-8")
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        resp = web.Response(body=self.api.metrics.render())
+        resp.headers["Content-Type"] = CONTENT_TYPE
+        return resp
 
-    def status(self) -> int:
-        return self.send_json(200, self.server.api.status())
+    async def status(self, request: web.Request) -> web.StreamResponse:
+        return json_response(200, self.api.status())
 
-    def infer(self) -> int:
-        api = self.server.api
-        if self.headers.get("Transfer-Encoding"):
-            return self.send_json(
+    async def infer(self, request: web.Request) -> web.StreamResponse:
+        api = self.api
+        if "Transfer-Encoding" in request.headers:
+            resp = json_response(
                 411, {"error": "send the image with a Content-Length (chunked uploads are not accepted)"}
             )
-        length_text = self.headers.get("Content-Length")
-        if length_text is None or not length_text.strip().isdigit():
-            return self.send_json(411, {"error": "Content-Length is required"})
-        length = int(length_text)
+            resp.force_close()
+            return resp
+        length = request.content_length
+        if length is None:
+            return json_response(411, {"error": "Content-Length is required"})
         if length > api.config.max_upload_bytes:
-            if length <= DRAIN_MAX_BYTES:
-                self._discard(length)  # read and drop it, so the client gets its answer instead of a reset
-            return self._too_large(length)
-        body = self.rfile.read(length) if length else b""
-        self._body_read = len(body) == length
-        if len(body) < length:
-            return self.send_json(400, {"error": f"upload ended after {len(body)} of {length} bytes"})
-        started = time.perf_counter()
+            resp = self.too_large(length)
+            return resp  # the middleware drains it when it is at most DRAIN_MAX_BYTES, else the connection closes
         try:
-            code, payload, timings = api.infer(body, self.headers.get("Content-Type", ""))
+            body = await asyncio.wait_for(request.read(), BODY_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            resp = json_response(408, {"error": f"upload stalled for {BODY_TIMEOUT_S:g} s; send the whole body"})
+            resp.force_close()
+            return resp
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            code, payload, timings = await loop.run_in_executor(
+                self.infer_pool, api.infer, body, request.headers.get("Content-Type", "")
+            )
         except EdgeError as exc:
             log.warning("POST /v1/infer: %s", exc)
-            return self.send_json(500, {"error": f"inference failed: {exc}"})
+            return json_response(500, {"error": f"inference failed: {exc}"})
         headers = {}
         if code == 200:
             total = (time.perf_counter() - started) * 1000.0
             api.metrics.infer_ms.observe(total)
             stages = [f"{k};dur={v:.3f}" for k, v in timings.items()] + [f"total;dur={total:.3f}"]
             headers["Server-Timing"] = ", ".join(stages)
-        return self.send_json(code, payload, headers)
+        return json_response(code, payload, headers)
 
-    def _unauthorized(self) -> int:
-        headers = {"WWW-Authenticate": 'Bearer realm="edge"'}
-        return self.send_json(401, {"error": "missing or invalid bearer token (Authorization: Bearer TOKEN)"}, headers)
-
-    def _too_large(self, length: int) -> int:
-        limit = f"{self.server.api.config.max_upload_mb:g} MB"
-        return self.send_json(
-            413, {"error": f"upload of {length} bytes is over the {limit} limit (http.max_upload_mb)"}
-        )
-
-    def _discard(self, length: int) -> None:
-        left = length
-        while left > 0:
-            chunk = self.rfile.read(min(left, 1 << 16))
-            if not chunk:
-                return
-            left -= len(chunk)
-        self._body_read = True
-
-    def handle_expect_100(self) -> bool:
-        """``Expect: 100-continue``: refuse an unauthorised or oversized upload before the client sends it."""
-        length = self.headers.get("Content-Length", "")
-        api = self.server.api
-        route = urlsplit(self.path).path
-        self._body_read, self._headers_sent, self._may_drain = False, False, False
-        if self.command == "POST" and route in ROUTES and route != "/healthz":
-            keep = self.close_connection
-            self.close_connection = True  # on the refusals below the body is never read
-            if not api.authorized(self.headers.get("Authorization")):
-                api.metrics.on_request("POST", route, self._unauthorized())
-                return False
-            if length.isdigit() and int(length) > api.config.max_upload_bytes:
-                api.metrics.on_request("POST", route, self._too_large(int(length)))
-                return False
-            self.close_connection = keep
-        return super().handle_expect_100()
-
-    def stream(self) -> int:
-        api = self.server.api
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        api = self.api
         if not api.stream_slots.acquire(blocking=False):
-            return self.send_json(503, {"error": "too many /v1/stream clients; try again later"})
+            return json_response(503, {"error": "too many /v1/stream clients; try again later"})
+        frames: Iterator[bytes] = api.jpeg_frames()
+        loop = asyncio.get_running_loop()
         try:
-            self.close_connection = True
-            self.send_response(200)
-            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self._headers_sent = True
-            for jpeg in api.jpeg_frames():
+            resp = web.StreamResponse(
+                headers={
+                    "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                    "Cache-Control": "no-store",
+                    "Server": "edge",
+                }
+            )
+            resp.force_close()
+            await resp.prepare(request)
+            while True:
+                jpeg = await loop.run_in_executor(self.stream_pool, next, frames, None)
+                if jpeg is None:
+                    break
                 head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                self.wfile.write(head.encode() + jpeg + b"\r\n")
-                self.wfile.flush()
-            self.wfile.write(f"--{BOUNDARY}--\r\n".encode())
-            return 200
+                await resp.write(head.encode() + jpeg + b"\r\n")
+            await resp.write(f"--{BOUNDARY}--\r\n".encode())
+            return resp
         finally:
+            frames.close()  # type: ignore[attr-defined]  # a generator, suspended between frames
             api.stream_slots.release()
 
+    def close(self) -> None:
+        self.infer_pool.shutdown(wait=False)
+        self.stream_pool.shutdown(wait=False)
 
-ROUTES: dict[str, dict[str, Callable[[_Handler], int]]] = {
-    "/healthz": {"GET": _Handler.healthz},
-    "/readyz": {"GET": _Handler.readyz},
-    "/metrics": {"GET": _Handler.metrics},
-    "/v1/status": {"GET": _Handler.status},
-    "/v1/infer": {"POST": _Handler.infer},
-    "/v1/stream": {"GET": _Handler.stream},
-}
+
+async def _drain(request: web.Request) -> None:
+    """Read and drop the unread body of a refused request, so the client gets its answer instead of a reset
+    and the connection can carry the next request. Bodies without a Content-Length, larger than
+    DRAIN_MAX_BYTES or stalled are not read: the server's ``lingering_time=0`` then closes the connection."""
+    length = request.content_length
+    if "Transfer-Encoding" in request.headers or length is None or length > DRAIN_MAX_BYTES:
+        return
+    try:
+        await asyncio.wait_for(_discard(request), BODY_TIMEOUT_S)
+    except (asyncio.TimeoutError, ConnectionError, aiohttp.ClientError):
+        pass
+
+
+async def _discard(request: web.Request) -> None:
+    while await request.content.readany():
+        pass
+
+
+async def _continue(request: web.Request) -> None:
+    if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
 
 
 class HttpObserver:
@@ -321,27 +339,36 @@ class HttpObserver:
         telemetry: Telemetry | None = None,
         model_lock: threading.Lock | None = None,
         environ: dict[str, str] | None = None,
+        metrics: tuple[MetricsSource, ...] | list[MetricsSource] = (),
     ) -> None:
         self.config = config
         self.api = Api(config, model, read_token(config, environ), Metrics(telemetry), model_lock)
-        server_cls = _Server6 if ":" in config.host else _Server
+        for source in metrics:
+            self.api.metrics.register(source)
+        sock = listen_socket(config.host, config.port, f"http.listen {config.listen}")
+        self._routes = _Routes(self.api)
+        self._loop: LoopThread | None = LoopThread("edge-http")
         try:
-            self.server = server_cls((config.host, config.port), _Handler)
-        except OSError as exc:
-            raise ServiceError(
-                f"http.listen {config.listen}: cannot listen ({exc.strerror or exc}); "
-                f"pick a free port or stop the process that holds it"
-            ) from None
-        self.server.api = self.api
-        self._thread: threading.Thread | None = threading.Thread(
-            target=self.server.serve_forever, args=(0.1,), name="edge-http", daemon=True
-        )
-        self._thread.start()
+            self._runner = self._loop.call(self._start(sock), timeout=30)
+        except BaseException:
+            sock.close()
+            self._stop_loop()
+            raise
+        self._port = int(sock.getsockname()[1])
         log.info("HTTP API on http://%s (auth: %s)", self.listen, config.auth)
+
+    async def _start(self, sock: socket.socket) -> web.AppRunner:
+        # lingering_time=0: a body the handlers leave unread closes the connection (see _drain).
+        runner = web.AppRunner(
+            self._routes.app(), access_log=None, handle_signals=False, shutdown_timeout=2.0, lingering_time=0
+        )
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        return runner
 
     @property
     def port(self) -> int:
-        return int(self.server.server_address[1])
+        return self._port
 
     @property
     def listen(self) -> str:
@@ -360,14 +387,21 @@ class HttpObserver:
     def on_stop(self, stats: PipelineStats) -> None:
         self.api.set_state("stopping", stats)
 
+    def _stop_loop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop()
+        self._routes.close()
+
     def close(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
+        if self._loop is None:
             return
-        self.api.set_state("stopped", None)
-        self.server.shutdown()
-        self.server.server_close()
-        thread.join(timeout=5)
+        self.api.set_state("stopped", None)  # ends every /v1/stream
+        try:
+            self._loop.call(self._runner.cleanup(), timeout=10)
+        except Exception:
+            log.debug("HTTP server shutdown", exc_info=True)
+        self._stop_loop()
         closer = getattr(self.api.metrics.telemetry, "close", None)
         if callable(closer):
             closer()

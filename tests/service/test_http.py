@@ -1,4 +1,4 @@
-"""The HTTP API through a real ThreadingHTTPServer and a real http.client, with the real RetinaFace model."""
+"""The HTTP API through the real aiohttp server and a real http.client, with the real RetinaFace model."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from edge.service.api import image_size, multipart_file
 from edge.service.config import HttpConfig
 from edge.service.http import HttpObserver, read_token
 from tests.runtime.bundles import photo
+from tests.service import promtext
 from tests.service.conftest import TOKEN, Client, decode_jpeg
 
 PROTECTED = [("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/v1/status"), ("POST", "/v1/infer")]
@@ -252,9 +253,11 @@ def test_status_and_metrics(api: tuple[HttpObserver, Client], face_model: Model,
         "precision": "fp32",
     }
     assert status["state"] == "starting" and status["http"]["auth"] == "token"
-    text = client.get("/metrics").body.decode()
-    assert 'edge_http_requests_total{method="POST",route="/v1/infer",code="200"} 1' in text
-    assert "edge_http_infer_latency_ms_count 1" in text
+    metrics = client.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples, _ = promtext.parse(metrics.body.decode())
+    assert promtext.value(samples, "edge_http_requests_total", method="POST", route="/v1/infer", code="200") == 1
+    assert promtext.value(samples, "edge_http_infer_latency_ms_count") == 1
 
 
 def test_concurrent_uploads_share_the_model_safely(api: tuple[HttpObserver, Client], jpeg: dict[str, bytes]) -> None:
