@@ -34,6 +34,7 @@ setup(
             "scikit-image>=0.22",
             "matplotlib>=3.7",
             "cryptography>=41",  # tests/serve: a self-signed certificate for the TLS tests
+            "Pillow>=10",  # tests: PIL images through the Python API, PIL's resampler as a preprocess reference
         ],
     },
     entry_points={"console_scripts": ["edge=edge.cli:main"]},

@@ -7,9 +7,12 @@ The builder's calibration and accuracy gate, ``edge infer``, the pipeline and th
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Union
 
 import cv2
 import numpy as np
@@ -20,7 +23,8 @@ from edge.spec import PreprocessSpec
 
 @dataclass(frozen=True)
 class Meta:
-    """Where the original image sits inside the network input."""
+    """Where the original image sits inside the network input: it was resized by (``scale_x``,
+    ``scale_y``) and placed at (``pad_x``, ``pad_y``); negative offsets mean a centre crop cut that much."""
 
     orig_h: int
     orig_w: int
@@ -58,6 +62,36 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     return to_bgr(image, str(p))
 
 
+# What the Python API takes as an image: an OpenCV-style array (BGR), a PIL image (RGB), or a file path.
+ImageLike = Union[np.ndarray, str, "os.PathLike[str]", Any]
+
+
+def is_pil_image(obj: object) -> bool:
+    """True for a PIL/Pillow image (checked by its class's module, so PIL is never imported here)."""
+    return any(c.__module__.startswith("PIL.") and c.__name__ == "Image" for c in type(obj).__mro__)
+
+
+def as_image(image: object, where: str = "image") -> np.ndarray:
+    """An image the Python API was given, as HxWx3 BGR uint8 (what OpenCV and :func:`preprocess` use).
+
+    A numpy array is taken as OpenCV gives it (BGR, or gray/BGRA); a PIL image as PIL holds it (RGB, or
+    L/RGBA/P/I;16..., converted to RGB by PIL first) and its channels are swapped to BGR; a ``str`` or
+    ``os.PathLike`` is read with :func:`load_image`. An RGB numpy array (from PIL, imageio, matplotlib) must
+    be reversed first (``rgb[..., ::-1]``) or passed as ``PIL.Image.fromarray(rgb)``.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if is_pil_image(image):
+        rgb = np.asarray(image.convert("RGB"))  # type: ignore[attr-defined]
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if not isinstance(image, np.ndarray):
+        raise ConfigError(
+            f"{where}: expected a numpy array (OpenCV BGR), a PIL image or an image file path, "
+            f"got {type(image).__name__}"
+        )
+    return to_bgr(image, where)
+
+
 def to_bgr(image: np.ndarray, where: str = "image") -> np.ndarray:
     """Grayscale (HxW or HxWx1), BGR and BGRA uint8 images as HxWx3 BGR uint8."""
     if not isinstance(image, np.ndarray):
@@ -75,15 +109,86 @@ def to_bgr(image: np.ndarray, where: str = "image") -> np.ndarray:
     raise ConfigError(f"{where}: expected an HxW, HxWx3 or HxWx4 image, got shape {tuple(image.shape)}")
 
 
-def network_size(spec: PreprocessSpec, input_shape: tuple[int, ...], image_hw: tuple[int, int]) -> tuple[int, int]:
-    """The (height, width) fed to the network for an image of ``image_hw``."""
+def _hw_axes(spec: PreprocessSpec) -> tuple[int, int]:
+    return (2, 3) if spec.layout == "nchw" else (1, 2)
+
+
+def _round_up(value: int, stride: int) -> int:
+    return -(-value // stride) * stride
+
+
+def network_size(
+    spec: PreprocessSpec,
+    input_shape: tuple[int, ...],
+    image_hw: tuple[int, int],
+    profile: Mapping[str, Sequence[int]] | None = None,
+) -> tuple[int, int]:
+    """The (height, width) fed to the network for an image of ``image_hw``.
+
+    In order: ``spec.size``; the input's fixed height/width; for dynamic axes, the optimization
+    ``profile``'s ``opt`` (letterbox, stretch, center-crop), or with ``resize="none"`` the image's own
+    size rounded up to ``spec.stride`` and kept within the profile's ``min..max`` (an image larger than
+    ``max`` is scaled down to fit, keeping its aspect ratio). Without a profile a dynamic axis takes the
+    image's size rounded up to the stride.
+    """
     if spec.size is not None:
         return spec.size
-    h, w = (input_shape[2], input_shape[3]) if spec.layout == "nchw" else (input_shape[1], input_shape[2])
-    if h > 0 and w > 0:
-        return h, w
+    axes = _hw_axes(spec)
+    dims = [int(input_shape[a]) if len(input_shape) > a else -1 for a in axes]
+    if all(d > 0 for d in dims):
+        return dims[0], dims[1]
+    has = profile is not None and all(len(profile[k]) > max(axes) for k in ("min", "opt", "max"))
+    lo = [int(profile["min"][a]) if has and profile else 1 for a in axes]
+    opt = [int(profile["opt"][a]) if has and profile else 0 for a in axes]
+    hi = [int(profile["max"][a]) if has and profile else 0 for a in axes]
+    if spec.resize != "none" and has:
+        return tuple(d if d > 0 else o for d, o in zip(dims, opt))  # type: ignore[return-value]
     s = spec.stride
-    return -(-image_hw[0] // s) * s, -(-image_hw[1] // s) * s
+    if spec.resize != "none":  # dynamic, no profile (an ONNX that takes any size): the image's own size
+        return tuple(d if d > 0 else _round_up(n, s) for d, n in zip(dims, image_hw))  # type: ignore[return-value]
+    # resize "none": the image's own size, scaled down only if it exceeds the largest the model takes
+    bounds = [d if d > 0 else (h if has else 0) for d, h in zip(dims, hi)]
+    r = min([1.0] + [b / n for b, n in zip(bounds, image_hw) if b > 0])
+    scaled = [max(1, round(n * r)) for n in image_hw]
+    out = []
+    for d, n, low, b in zip(dims, scaled, lo, bounds):
+        if d > 0:
+            out.append(d)
+        else:
+            want = max(low, _round_up(n, s))
+            out.append(min(b, want) if b > 0 else want)
+    return out[0], out[1]
+
+
+def geometry(spec: PreprocessSpec, image_hw: tuple[int, int], net_hw: tuple[int, int]) -> tuple[Meta, tuple[int, int]]:
+    """Where an ``image_hw`` image goes in a ``net_hw`` input: its :class:`Meta` and the resized image size.
+
+    The resized image (``rh x rw``) is placed at (``pad_y``, ``pad_x``); for center-crop the offsets are
+    negative (the crop's corner inside the resized image) and the resized image is larger than the input.
+    """
+    oh, ow = image_hw
+    nh, nw = net_hw
+    if spec.resize == "stretch":
+        return Meta(oh, ow, nh, nw, nw / ow, nh / oh, 0.0, 0.0), (nh, nw)
+    if spec.resize == "center-crop":
+        # torchvision Resize(int(size / F)) + CenterCrop(size): the side that binds gets exactly
+        # floor(n / F), the other int(target * long / short) (torchvision's rounding), then the centre
+        th, tw = math.floor(nh / spec.crop_fraction), math.floor(nw / spec.crop_fraction)
+        if th / oh >= tw / ow:
+            rh, rw = th, int(th * ow / oh)
+        else:
+            rh, rw = int(tw * oh / ow), tw
+        rh, rw = max(rh, nh), max(rw, nw)
+        top, left = round((rh - nh) / 2.0), round((rw - nw) / 2.0)  # torchvision's CenterCrop (round half to even)
+        return Meta(oh, ow, nh, nw, rw / ow, rh / oh, float(-left), float(-top)), (rh, rw)
+    # none: no resize, unless the image is larger than the input
+    r = min(nh / oh, nw / ow) if spec.resize == "letterbox" else min(1.0, nh / oh, nw / ow)
+    rw, rh = max(1, min(nw, round(ow * r))), max(1, min(nh, round(oh * r)))  # a 1x5000 strip keeps a row
+    if spec.resize == "letterbox" and spec.pad_align == "center":
+        top, left = round((nh - rh) / 2 - 0.1), round((nw - rw) / 2 - 0.1)  # Ultralytics' rounding
+    else:
+        top, left = 0, 0
+    return Meta(oh, ow, nh, nw, rw / ow, rh / oh, float(left), float(top)), (rh, rw)
 
 
 def preprocess(
@@ -91,10 +196,14 @@ def preprocess(
     spec: PreprocessSpec,
     input_shape: tuple[int, ...],
     out: np.ndarray | None = None,
+    *,
+    profile: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[np.ndarray, Meta]:
     """One image (HxW[xC] uint8, BGR) to a ``[1, C, H, W]`` (or NHWC) tensor and its :class:`Meta`.
 
-    ``out``, when given, is a preallocated tensor of the right shape and dtype that is filled in place.
+    ``input_shape`` is the model input's shape (``-1`` for dynamic axes) and ``profile`` its optimization
+    profile (``{"min", "opt", "max"}``), which size dynamic axes (:func:`network_size`). ``out``, when given,
+    is a preallocated tensor of the right shape and dtype that is filled in place.
 
     Only the resize touches full-size pixels: the resized image is split into planes, and each plane is
     scaled (``x * scale / std - mean / std``, in float32) straight into its place in ``out``; the padding is
@@ -102,18 +211,16 @@ def preprocess(
     """
     img = _pixels(image)
     oh, ow = img.shape[:2]
-    nh, nw = network_size(spec, input_shape, (oh, ow))
-    if spec.resize == "stretch":
-        rw, rh, top, left = nw, nh, 0, 0
-    else:
-        r = min(nh / oh, nw / ow) if spec.resize == "letterbox" else 1.0
-        rw, rh = max(1, min(nw, round(ow * r))), max(1, min(nh, round(oh * r)))  # a 1x5000 strip keeps a row
-        if spec.resize == "letterbox":
-            top, left = round((nh - rh) / 2 - 0.1), round((nw - rw) / 2 - 0.1)
-        else:
-            top, left = 0, 0
+    nh, nw = network_size(spec, input_shape, (oh, ow), profile)
+    meta, (rh, rw) = geometry(spec, (oh, ow), (nh, nw))
     resized = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_LINEAR) if (rh, rw) != (oh, ow) else img
-    meta = Meta(oh, ow, nh, nw, rw / ow, rh / oh, float(left), float(top))
+    if spec.resize == "center-crop":  # cut the centre out of the resized image
+        cy, cx = int(-meta.pad_y), int(-meta.pad_x)
+        resized = resized[cy : cy + nh, cx : cx + nw]
+        rh, rw = nh, nw
+        top, left = 0, 0
+    else:
+        top, left = int(meta.pad_y), int(meta.pad_x)
 
     dtype = np.dtype(spec.dtype)
     shape = (1, 3, nh, nw) if spec.layout == "nchw" else (1, nh, nw, 3)

@@ -6,6 +6,7 @@ manifest; calibration, the accuracy gate and the runtime all feed images through
 the tensors the device will see.
 
 Pixel transform: ``x' = (x * scale - mean) / std`` per channel, after colour conversion and resize.
+:data:`PRESETS` holds the pixel conventions of the common model zoos (``--preset``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,58 @@ from typing import Any
 from edge.configkit import Reader
 from edge.errors import ConfigError
 
-RESIZE_MODES = ("letterbox", "stretch", "none")
+RESIZE_MODES = ("letterbox", "stretch", "center-crop", "none")
+PAD_ALIGNS = ("center", "topleft")
 COLORS = ("bgr", "rgb")
 LAYOUTS = ("nchw", "nhwc")
 TASKS = ("detect", "classify", "raw")
 DECODERS = ("yolov5", "yolov8", "yolov10", "efficientnms", "retinaface", "ssd")
+
+# The pixel conventions of the common model zoos: colour order, scale, mean, std and resize, as each zoo
+# defines its evaluation transform (``--preset NAME``; flags given beside it win).
+PRESETS: dict[str, dict[str, Any]] = {
+    # torchvision / timm ImageNet models: Resize(size / 0.875) + CenterCrop(size), ToTensor, Normalize
+    "torchvision": {
+        "color": "rgb",
+        "scale": 1.0 / 255.0,
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+        "resize": "center-crop",
+    },
+    # TensorFlow / Keras "tf" mode (MobileNet, Inception, EfficientNet-lite): x / 127.5 - 1
+    "tf": {
+        "color": "rgb",
+        "scale": 1.0 / 127.5,
+        "mean": (1.0, 1.0, 1.0),
+        "std": (1.0, 1.0, 1.0),
+        "resize": "center-crop",
+    },
+    # Ultralytics YOLO: RGB, x / 255, letterbox with grey (114) padding, centred
+    "yolo": {
+        "color": "rgb",
+        "scale": 1.0 / 255.0,
+        "mean": (0.0, 0.0, 0.0),
+        "std": (1.0, 1.0, 1.0),
+        "resize": "letterbox",
+        "pad_value": 114,
+        "pad_align": "center",
+    },
+    # Caffe / Keras "caffe" mode (VGG, ResNet-50 of Keras): BGR, 0..255 minus the ImageNet BGR means
+    "caffe": {
+        "color": "bgr",
+        "scale": 1.0,
+        "mean": (103.939, 116.779, 123.68),
+        "std": (1.0, 1.0, 1.0),
+        "resize": "stretch",
+    },
+}
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The preprocess fields of a preset (a copy), or a ConfigError listing the presets."""
+    if name not in PRESETS:
+        raise ConfigError(f"preset {name!r} is not one of {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
 
 
 def _triple(r: Reader, key: str, default: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -41,8 +89,14 @@ class PreprocessSpec:
     """How an image (HxWxC uint8, BGR as OpenCV reads it) becomes the model's input tensor.
 
     ``size`` is the network input (height, width); ``None`` takes it from the model's fixed input
-    shape, or, for a model with dynamic height/width and ``resize="none"``, feeds the image at its
-    own size rounded up (padding bottom/right) to a multiple of ``stride``.
+    shape, else (dynamic height/width) from the optimization profile's ``opt`` shape, or, with
+    ``resize="none"``, the image's own size rounded up to a multiple of ``stride`` and kept within the
+    profile (see :func:`edge.preprocess.network_size`).
+
+    ``resize``: ``letterbox`` (keep the aspect ratio, pad with ``pad_value``, placed by ``pad_align``),
+    ``stretch``, ``center-crop`` (resize the shorter side to ``size / crop_fraction``, then cut the
+    centre: torchvision's Resize + CenterCrop, timm's ``crop_pct``) or ``none`` (no resize; top-left,
+    scaled down only when the image is larger than the input).
     """
 
     input: str
@@ -56,6 +110,8 @@ class PreprocessSpec:
     pad_value: int = 114
     stride: int = 32
     dtype: str = "float32"
+    crop_fraction: float = 0.875
+    pad_align: str = "center"
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_MODES:
@@ -70,12 +126,25 @@ class PreprocessSpec:
             raise ConfigError(f"preprocess.size: expected [height, width] > 0, got {self.size}")
         if self.stride <= 0:
             raise ConfigError(f"preprocess.stride: must be > 0, got {self.stride}")
+        if not 0.0 < self.crop_fraction <= 1.0:
+            raise ConfigError(
+                f"preprocess.crop_fraction: expected a fraction in (0, 1] such as 0.875, got {self.crop_fraction}"
+            )
+        if self.pad_align not in PAD_ALIGNS:
+            raise ConfigError(f"preprocess.pad_align: {self.pad_align!r} is not one of {', '.join(PAD_ALIGNS)}")
+        if not 0 <= self.pad_value <= 255:
+            raise ConfigError(f"preprocess.pad_value: expected a pixel value 0..255, got {self.pad_value}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
         d["size"] = list(self.size) if self.size is not None else None
+        # written only when they matter, so bundles that do not use them stay readable by older runtimes
+        if self.resize != "center-crop":
+            del d["crop_fraction"]
+        if self.pad_align == "center":
+            del d["pad_align"]
         return d
 
     @classmethod
@@ -98,6 +167,8 @@ class PreprocessSpec:
             pad_value=r.int("pad_value", 114, min=0, max=255),
             stride=r.int("stride", 32, min=1),
             dtype=r.str("dtype", "float32", ("float32", "float16", "uint8")),
+            crop_fraction=r.float("crop_fraction", 0.875, min=0.0, max=1.0),
+            pad_align=r.str("pad_align", "center", PAD_ALIGNS),
         )
         r.finish()
         return spec

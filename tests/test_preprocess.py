@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
 
 import cv2
@@ -15,18 +16,28 @@ from edge.spec import PreprocessSpec
 
 
 def reference(image: np.ndarray, spec: PreprocessSpec, net_hw: tuple[int, int]) -> tuple[np.ndarray, Meta]:
-    """The obvious implementation: BGR, resize, pad a canvas, convert colour, float, normalize, transpose."""
+    """The obvious implementation: BGR, resize, pad a canvas (or crop), convert colour, float, normalize, transpose."""
     img = to_bgr(image)
     oh, ow = img.shape[:2]
     nh, nw = net_hw
     if spec.resize == "stretch":
         canvas = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (oh, ow) else img
         sx, sy, px, py = nw / ow, nh / oh, 0.0, 0.0
+    elif spec.resize == "center-crop":
+        # torchvision: Resize(floor(size / F)) on the shorter side (the longer one int(short' * long / short)),
+        # then CenterCrop(size) at int(round((resized - size) / 2))
+        short = math.floor(nh / spec.crop_fraction)
+        rh, rw = (short, int(short * ow / oh)) if oh <= ow else (int(short * oh / ow), short)
+        resized = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_LINEAR) if (rh, rw) != (oh, ow) else img
+        top, left = round((rh - nh) / 2.0), round((rw - nw) / 2.0)
+        canvas = resized[top : top + nh, left : left + nw]
+        sx, sy, px, py = rw / ow, rh / oh, float(-left), float(-top)
     else:
-        r = min(nh / oh, nw / ow) if spec.resize == "letterbox" else 1.0
+        r = min(nh / oh, nw / ow) if spec.resize == "letterbox" else min(1.0, nh / oh, nw / ow)
         rw, rh = min(nw, round(ow * r)), min(nh, round(oh * r))
         resized = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_LINEAR) if (rh, rw) != (oh, ow) else img
-        top, left = (round((nh - rh) / 2 - 0.1), round((nw - rw) / 2 - 0.1)) if spec.resize == "letterbox" else (0, 0)
+        centred = spec.resize == "letterbox" and spec.pad_align == "center"
+        top, left = (round((nh - rh) / 2 - 0.1), round((nw - rw) / 2 - 0.1)) if centred else (0, 0)
         canvas = cv2.copyMakeBorder(
             resized, top, nh - rh - top, left, nw - rw - left, cv2.BORDER_CONSTANT, value=(spec.pad_value,) * 3
         )
@@ -66,20 +77,30 @@ NORMS = {
 SIZES = [(67, 101, (64, 96)), (120, 90, (64, 64)), (50, 40, (64, 96)), (64, 96, (64, 96))]  # h, w, net (h, w)
 
 
+RESIZES = ("letterbox", "letterbox-topleft", "stretch", "center-crop", "none")
+
+
 @pytest.mark.parametrize(
     ("resize", "color", "layout", "norm", "kind"),
-    list(
-        itertools.product(
-            ("letterbox", "stretch", "none"), ("bgr", "rgb"), ("nchw", "nhwc"), NORMS, ("bgr", "gray", "gray1", "bgra")
-        )
-    ),
+    list(itertools.product(RESIZES, ("bgr", "rgb"), ("nchw", "nhwc"), NORMS, ("bgr", "gray", "gray1", "bgra"))),
 )
 def test_matches_reference(resize: str, color: str, layout: str, norm: str, kind: str) -> None:
+    mode = resize.removesuffix("-topleft")
     for i, (h, w, net) in enumerate(SIZES):
         image = photo(h, w, kind, seed=i)
+        if mode == "center-crop":  # the reference knows torchvision's square crop only
+            net = (net[0], net[0])
         spec = PreprocessSpec(
-            input="x", resize=resize, color=color, layout=layout, size=net, pad_value=7 * i, **NORMS[norm]
-        )  # type: ignore[arg-type]
+            input="x",
+            resize=mode,
+            color=color,
+            layout=layout,
+            size=net,
+            pad_value=7 * i,
+            pad_align="topleft" if resize.endswith("-topleft") else "center",
+            crop_fraction=(0.875, 1.0, 0.5, 0.95)[i],
+            **NORMS[norm],  # type: ignore[arg-type]
+        )
         got, meta = preprocess(image, spec, (1, 3, -1, -1))
         want, want_meta = reference(image, spec, net)
         assert got.dtype == want.dtype and got.shape == want.shape
@@ -193,14 +214,17 @@ def test_meta_to_original(
     np.testing.assert_allclose(m.to_original(np.array([net_box * 2])), [orig_box * 2], rtol=1e-5, atol=1e-3)
 
 
-@pytest.mark.parametrize("resize", ["letterbox", "stretch", "none"])
+@pytest.mark.parametrize("resize", ["letterbox", "letterbox-topleft", "stretch", "center-crop", "none"])
 @pytest.mark.parametrize("hw", [(333, 517), (517, 333), (97, 131)])
 def test_painted_rectangle_maps_back(resize: str, hw: tuple[int, int]) -> None:
     """A white rectangle found in the network tensor maps back onto where it was painted (within a pixel)."""
     image = np.zeros((*hw, 3), np.uint8)
-    x1, y1, x2, y2 = hw[1] // 4, hw[0] // 3, hw[1] // 2, hw[0] * 3 // 4
+    x1, y1, x2, y2 = hw[1] * 3 // 8, hw[0] * 3 // 8, hw[1] * 5 // 8, hw[0] * 5 // 8  # inside any centre crop
     image[y1:y2, x1:x2] = 255
-    spec = PreprocessSpec(input="x", resize=resize, size=(256, 320), pad_value=0)
+    align = "topleft" if resize.endswith("-topleft") else "center"
+    spec = PreprocessSpec(
+        input="x", resize=resize.removesuffix("-topleft"), size=(256, 320), pad_value=0, pad_align=align
+    )
     tensor, meta = preprocess(image, spec, (1, 3, 256, 320))
     ys, xs = np.nonzero(tensor[0, 0] > 0.5)
     found = meta.to_original(np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32))[0]
@@ -290,3 +314,171 @@ def test_extreme_aspect_keeps_one_row() -> None:
     assert (meta.scale_x, meta.scale_y, meta.pad_y) == (64 / 5000, 1.0, 31.0)
     np.testing.assert_allclose(tensor[0, 0, 31], 200 / 255, rtol=1e-6)  # the strip
     np.testing.assert_allclose(tensor[0, 0, [30, 32]], 114 / 255, rtol=1e-6)  # padding above and below
+
+
+# Center-crop geometry, hand-worked with torchvision's rules (Resize(int) sets the shorter side to
+# floor(size / F) and the longer to int(short' * long / short); CenterCrop's corner is
+# int(round((resized - size) / 2)), Python's round-half-even):
+# - 500x375 (w x h) landscape, 224, F 0.875: short 375 -> 256, long int(256 * 500 / 375) = int(341.33) = 341;
+#   top round(32 / 2) = 16, left round(117 / 2) = round(58.5) = 58.
+# - 480x640 portrait, 224, F 1.0: short 480 -> 224, long int(224 * 640 / 480) = int(298.67) = 298;
+#   top round(74 / 2) = 37, left 0.
+# - 320x256 (w x h), 224, F 0.875: short 256 -> 256 (no resize), long 320; top 16, left 48.
+# - 400x300, 288, timm crop_pct 0.95: short floor(288 / 0.95) = floor(303.16) = 303, long int(303 * 4 / 3) = 404;
+#   top round(15 / 2) = round(7.5) = 8, left round(116 / 2) = 58.
+CROPS = [
+    ((375, 500), 224, 0.875, (341, 256, 58, 16)),
+    ((640, 480), 224, 1.0, (224, 298, 0, 37)),
+    ((256, 320), 224, 0.875, (320, 256, 48, 16)),
+    ((300, 400), 288, 0.95, (404, 303, 58, 8)),
+]
+
+
+@pytest.mark.parametrize(("hw", "size", "fraction", "want"), CROPS)
+def test_center_crop_geometry(hw: tuple[int, int], size: int, fraction: float, want: tuple[int, int, int, int]) -> None:
+    rw, rh, left, top = want
+    spec = PreprocessSpec(input="x", resize="center-crop", size=(size, size), crop_fraction=fraction)
+    tensor, meta = preprocess(np.zeros((*hw, 3), np.uint8), spec, (1, 3, size, size))
+    assert tensor.shape == (1, 3, size, size)
+    assert meta == Meta(hw[0], hw[1], size, size, rw / hw[1], rh / hw[0], float(-left), float(-top))
+    # the network's corners map back to the crop's corners in the original image
+    corners = meta.to_original(np.array([[0, 0, size, size]], np.float32))[0]
+    np.testing.assert_allclose(
+        corners,
+        [left * hw[1] / rw, top * hw[0] / rh, (left + size) * hw[1] / rw, (top + size) * hw[0] / rh],
+        rtol=1e-6,
+    )
+
+
+def test_torchvision_preset_without_resampling_equals_a_numpy_slice() -> None:
+    """320x256 into 224 at F 0.875 needs no resize (the shorter side is already 256), so the tensor is exactly
+    the centre slice [16:240, 48:272], RGB, (x / 255 - mean) / std with torchvision's ImageNet constants."""
+    from edge.spec import preset
+
+    bgr = photo(256, 320, "bgr", seed=3)
+    spec = PreprocessSpec(input="x", size=(224, 224), **preset("torchvision"))
+    got, _ = preprocess(bgr, spec, (1, 3, 224, 224))
+    rgb = bgr[16:240, 48:272, ::-1].astype(np.float64) / 255.0
+    want = (rgb - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    np.testing.assert_allclose(got[0].transpose(1, 2, 0), want, atol=2e-6)
+
+
+def test_center_crop_upscale_close_to_pil() -> None:
+    """An independent resampler: PIL's bilinear resize + crop of a smooth 150x200 photo (upscaled to short side
+    256, so PIL's antialiasing does not apply) agrees with ours within a couple of grey levels."""
+    from PIL import Image
+
+    bgr = photo(150, 200, "bgr", seed=5)
+    spec = PreprocessSpec(input="x", resize="center-crop", size=(224, 224), scale=1.0, color="rgb")
+    got, _ = preprocess(bgr, spec, (1, 3, 224, 224))
+    pil = Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1])).resize((341, 256), Image.Resampling.BILINEAR)
+    left, top = round((341 - 224) / 2.0), round((256 - 224) / 2.0)
+    want = np.asarray(pil.crop((left, top, left + 224, top + 224)), np.float32)
+    diff = np.abs(got[0].transpose(1, 2, 0) - want)
+    assert diff.max() <= 2.0 and diff.mean() < 0.6, (diff.max(), diff.mean())
+
+
+# Presets on one pixel (R 255, G 128, B 0), worked by hand from each zoo's definition:
+# torchvision RGB (x/255 - mean) / std: (1 - 0.485) / 0.229, (128/255 - 0.456) / 0.224, (0 - 0.406) / 0.225
+# tf RGB x / 127.5 - 1: 1, 128/127.5 - 1, -1;  yolo RGB x / 255: 1, 128/255, 0
+# caffe BGR x - mean(B, G, R): 0 - 103.939, 128 - 116.779, 255 - 123.68
+PRESET_TABLE = {
+    "torchvision": ((1 - 0.485) / 0.229, (128 / 255 - 0.456) / 0.224, (0 - 0.406) / 0.225),
+    "tf": (1.0, 128 / 127.5 - 1, -1.0),
+    "yolo": (1.0, 128 / 255, 0.0),
+    "caffe": (-103.939, 128 - 116.779, 255 - 123.68),
+}
+
+
+@pytest.mark.parametrize("name", PRESET_TABLE)
+def test_presets_by_hand(name: str) -> None:
+    from edge.spec import preset
+
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:] = (0, 128, 255)  # BGR: blue 0, green 128, red 255
+    spec = PreprocessSpec(input="x", size=(32, 32), **preset(name))
+    tensor, _ = preprocess(image, spec, (1, 3, 32, 32))
+    centre = tensor[0, :, 16, 16]
+    np.testing.assert_allclose(centre, PRESET_TABLE[name], rtol=1e-5, atol=1e-5)
+    assert spec.resize == {"torchvision": "center-crop", "tf": "center-crop", "yolo": "letterbox"}.get(name, "stretch")
+
+
+def test_letterbox_topleft_and_pad_value() -> None:
+    """100x51 (w x h) into 64x64 aligned top-left: resized 64x33 at (0, 0), rows 33.. are padding (value 0)."""
+    spec = PreprocessSpec(input="x", size=(64, 64), pad_align="topleft", pad_value=0, scale=1.0)
+    tensor, meta = preprocess(np.full((51, 100, 3), 200, np.uint8), spec, (1, 3, 64, 64))
+    assert meta == Meta(51, 100, 64, 64, 0.64, 33 / 51, 0.0, 0.0)
+    assert (tensor[0, :, :33] == 200).all() and (tensor[0, :, 33:] == 0).all()
+    np.testing.assert_allclose(meta.to_original(np.array([[32, 16.5, 64, 33]])), [[50, 25.5, 100, 51]])
+
+
+PROFILE = {"min": (1, 3, 320, 320), "opt": (1, 3, 640, 640), "max": (4, 3, 1280, 1280)}
+
+
+# network_size for a [?, 3, ?, ?] input with PROFILE (stride 32), by hand
+@pytest.mark.parametrize(
+    ("resize", "image_hw", "want"),
+    [
+        ("letterbox", (480, 640), (640, 640)),  # the opt shape, whatever the image
+        ("stretch", (100, 3000), (640, 640)),
+        ("center-crop", (2160, 3840), (640, 640)),
+        ("none", (480, 640), (480, 640)),  # the image's own size, already a multiple of 32
+        ("none", (470, 630), (480, 640)),  # rounded up to the stride
+        ("none", (100, 700), (320, 704)),  # below min: padded up to it
+        # 4K: scaled by 1280 / 3840 = 1/3 to 720x1280, rounded up 736x1280 (within max)
+        ("none", (2160, 3840), (736, 1280)),
+    ],
+)
+def test_network_size_in_a_profile(resize: str, image_hw: tuple[int, int], want: tuple[int, int]) -> None:
+    from edge.preprocess import network_size
+
+    spec = PreprocessSpec(input="x", resize=resize)
+    assert network_size(spec, (-1, 3, -1, -1), image_hw, PROFILE) == want
+    tensor, meta = preprocess(np.zeros((*image_hw, 3), np.uint8), spec, (-1, 3, -1, -1), profile=PROFILE)
+    assert tensor.shape == (1, 3, *want)
+    lo, hi = PROFILE["min"][2:], PROFILE["max"][2:]
+    assert all(a <= n <= b for a, n, b in zip(lo, want, hi))
+    if resize == "none":  # never upscaled
+        assert meta.scale_x == meta.scale_y <= 1.0
+
+
+def test_network_size_without_profile_and_with_fixed_sizes() -> None:
+    from edge.preprocess import network_size
+
+    spec = PreprocessSpec(input="x", resize="none", stride=32)
+    assert network_size(spec, (1, 3, -1, -1), (70, 100)) == (96, 128)  # any size: rounded to the stride
+    assert network_size(spec, (1, 3, 640, 480), (70, 100), PROFILE) == (640, 480)  # fixed axes win
+    assert network_size(PreprocessSpec(input="x", size=(224, 224)), (1, 3, -1, -1), (70, 100), PROFILE) == (224, 224)
+    nhwc = PreprocessSpec(input="x", layout="nhwc")
+    assert network_size(nhwc, (-1, -1, -1, 3), (70, 100), {k: (v[0], v[2], v[3], 3) for k, v in PROFILE.items()}) == (
+        640,
+        640,
+    )
+
+
+def test_python_api_images_from_opencv_pil_and_paths(tmp_path: object) -> None:
+    """A photo whose channels differ (pure red, R 255 G 30 B 0) read three ways gives one BGR array: OpenCV's
+    BGR ndarray as is, PIL's RGB image swapped, and the file path read by OpenCV."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from edge.preprocess import as_image
+
+    path = Path(str(tmp_path)) / "red.png"
+    Image.new("RGB", (6, 4), (255, 30, 0)).save(path)
+    from_cv = cv2.imread(str(path))
+    for name, given in [
+        ("opencv", from_cv),
+        ("pil", Image.open(path)),
+        ("pil-rgba", Image.open(path).convert("RGBA")),
+        ("path", path),
+        ("str", str(path)),
+    ]:
+        got = as_image(given)
+        assert got.shape == (4, 6, 3), name
+        assert tuple(got[0, 0]) == (0, 30, 255), name  # B, G, R
+    with pytest.raises(ConfigError, match="a PIL image or an image file path"):
+        as_image(3.5)
+    with pytest.raises(SourceError, match="not found"):
+        as_image(Path(str(tmp_path)) / "missing.png")

@@ -50,10 +50,28 @@ def test_preprocess_spec_round_trip_and_single_value_mean() -> None:
     assert PreprocessSpec.from_dict(spec.to_dict()) == spec
 
 
+def test_new_preprocess_fields_are_written_only_when_used() -> None:
+    """crop_fraction and pad_align appear in the manifest only when they matter, so a bundle that does not
+    use them stays readable by runtimes that predate them (they refuse unknown keys)."""
+    plain = PreprocessSpec(input="x").to_dict()
+    assert "crop_fraction" not in plain and "pad_align" not in plain
+    crop = PreprocessSpec(input="x", resize="center-crop", crop_fraction=0.95, pad_align="topleft")
+    d = crop.to_dict()
+    assert (d["crop_fraction"], d["pad_align"]) == (0.95, "topleft")
+    assert PreprocessSpec.from_dict(d) == crop
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"input": "x", "resize": "crop"}, "preprocess.resize: 'crop' is not one of letterbox, stretch, none"),
+        (
+            {"input": "x", "resize": "crop"},
+            "preprocess.resize: 'crop' is not one of letterbox, stretch, center-crop, none",
+        ),
+        ({"input": "x", "crop_fraction": 1.5}, "preprocess.crop_fraction: must be <= 1.0"),
+        ({"input": "x", "crop_fraction": 0}, "preprocess.crop_fraction: expected a fraction in (0, 1]"),
+        ({"input": "x", "pad_align": "bottom"}, "preprocess.pad_align: 'bottom' is not one of center, topleft"),
+        ({"input": "x", "pad_value": 300}, "preprocess.pad_value: must be <= 255"),
         ({"input": "x", "std": [1, 0, 1]}, "preprocess.std: values must be non-zero"),
         ({"input": "x", "mean": [1, 2]}, "preprocess.mean: expected one or three numbers"),
         ({"input": "x", "size": [640]}, "preprocess.size: expected [height, width]"),

@@ -45,6 +45,7 @@ class ModelStages:
         self.split = False
         self._input_name = ""
         self._input_shape: tuple[int, ...] = ()
+        self._profile: Any = None  # the input's optimization profile: sizes dynamic height/width
         self._fixed_batch = 0
         manifest = getattr(model, "manifest", None)
         inputs = getattr(model, "inputs", None)
@@ -56,6 +57,7 @@ class ModelStages:
                 self._post = manifest.postprocess
                 self._input_name = spec.name
                 self._input_shape = tuple(spec.shape)
+                self._profile = spec.profile
                 self._fixed_batch = spec.shape[0] if spec.shape[0] > 0 else 0
                 if self._fixed_batch:
                     self.max_batch = self._fixed_batch if self._fixed_batch == 1 else 1
@@ -69,7 +71,7 @@ class ModelStages:
         if not self.split:
             return None, None
         one = (1, *self._input_shape[1:])
-        tensor, meta = preprocess(to_bgr(image), self._pre, one)
+        tensor, meta = preprocess(to_bgr(image), self._pre, one, profile=self._profile)
         return tensor, meta
 
     def infer(self, tensors: Sequence[np.ndarray], images: Sequence[np.ndarray]) -> tuple[Any, dict[str, float]]:

@@ -8,6 +8,7 @@ serialised and a TensorRT execution context is never entered twice at once.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ import numpy as np
 from edge.backends.base import Backend
 from edge.errors import ConfigError
 from edge.manifest import Artifact, Manifest, TensorSpec
-from edge.preprocess import Meta, network_size, preprocess, to_bgr
+from edge.preprocess import ImageLike, Meta, as_image, is_pil_image, network_size, preprocess
 from edge.results import Result
 from edge.runtime.bundle import Bundle
 from edge.runtime.select import Choice
@@ -136,22 +137,23 @@ class Model:
             self.timings = dict(self.backend.timings)
         return outputs
 
-    def predict(self, image: np.ndarray) -> Result:
-        """One image (HxW, HxWx3 BGR or HxWx4 BGRA uint8) to its result in original-image pixels."""
+    def predict(self, image: ImageLike) -> Result:
+        """One image to its result in original-image pixels.
+
+        ``image``: a numpy array as OpenCV gives it (HxW gray, HxWx3 BGR, HxWx4 BGRA, uint8), a PIL image
+        (any mode; PIL's RGB order is converted) or an image file path.
+        """
         return self.predict_batch([image])[0]
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Result]:
-        """Results for many images, run in batches of up to :attr:`max_batch`."""
-        if isinstance(images, np.ndarray):
+    def predict_batch(self, images: Sequence[ImageLike]) -> list[Result]:
+        """Results for many images (arrays, PIL images or paths, as :meth:`predict`), in batches of up to
+        :attr:`max_batch`."""
+        if isinstance(images, (np.ndarray, str, os.PathLike)) or is_pil_image(images):
             raise ConfigError(
-                "predict_batch: expected a list of images, got one numpy array; use predict(image) or "
-                "predict_batch([image1, image2, ...])"
+                f"predict_batch: expected a list of images, got one {type(images).__name__}; use predict(image) "
+                "or predict_batch([image1, image2, ...])"
             )
-        if self._input is None or len(self.inputs) != 1:
-            raise ConfigError(
-                f"predict: the model has inputs {[t.name for t in self.inputs]} and preprocess.input "
-                f"{self.manifest.preprocess.input!r}; images need a single image input, use infer_raw(tensors)"
-            )
+        self._image_spec()
         results: list[Result] = []
         totals = {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0}
         step = max(1, self.max_batch)
@@ -162,32 +164,53 @@ class Model:
             self.timings = totals
         return results
 
-    def _run_chunk(self, chunk: Sequence[np.ndarray], offset: int, totals: dict[str, float]) -> list[Result]:
-        from edge.decoders import decode
+    def _image_spec(self) -> TensorSpec:
+        if self._input is None or len(self.inputs) != 1:
+            raise ConfigError(
+                f"predict: the model has inputs {[t.name for t in self.inputs]} and preprocess.input "
+                f"{self.manifest.preprocess.input!r}; images need a single image input, use infer_raw(tensors)"
+            )
+        return self._input
 
-        spec = self._input
-        if spec is None:  # checked by predict_batch; narrows the type
-            raise ConfigError("predict: the model has no image input")
+    def prepare(self, images: Sequence[ImageLike], offset: int = 0) -> tuple[dict[str, np.ndarray], list[Meta]]:
+        """The input tensor for up to :attr:`max_batch` images, exactly as :meth:`predict_batch` feeds it
+        (sized by :func:`edge.preprocess.network_size` within the optimization profile), and each image's
+        :class:`~edge.preprocess.Meta`. The tensor is a reused buffer: copy it to keep it past the next call."""
+        spec = self._image_spec()
         pre = self.manifest.preprocess
-        t0 = time.perf_counter()
-        bgr = [to_bgr(img, f"image {offset + i}") for i, img in enumerate(chunk)]
-        sizes = [network_size(pre, spec.shape, img.shape[:2]) for img in bgr]
+        bgr = [as_image(img, f"image {offset + i}") for i, img in enumerate(images)]
+        if not bgr:
+            raise ConfigError("predict: no images given")
+        sizes = [network_size(pre, spec.shape, img.shape[:2], spec.profile) for img in bgr]
         h, w = max(s[0] for s in sizes), max(s[1] for s in sizes)
         shape = list(spec.shape)
         hw_axes = (2, 3) if pre.layout == "nchw" else (1, 2)
         shape[hw_axes[0]], shape[hw_axes[1]] = h, w
         n = len(bgr)
-        shape[0] = n if spec.shape[0] < 0 else spec.shape[0]  # a fixed batch is padded with zeros
+        if spec.shape[0] > 0:
+            shape[0] = spec.shape[0]  # a fixed batch is padded with zeros
+        else:
+            low = int(spec.profile["min"][0]) if spec.profile else 1
+            shape[0] = max(n, low)  # so is a batch below the profile's smallest
         batch = self._batch_buffer(tuple(shape), pre.dtype, n)
         metas: list[Meta] = []
         one = (1, *shape[1:])
         for i, img in enumerate(bgr):
             _, meta = preprocess(img, pre, one, out=batch[i : i + 1])
             metas.append(meta)
+        return {spec.name: batch}, metas
+
+    def _run_chunk(self, chunk: Sequence[ImageLike], offset: int, totals: dict[str, float]) -> list[Result]:
+        from edge.decoders import decode
+
+        t0 = time.perf_counter()
+        feeds, metas = self.prepare(chunk, offset)
+        n = len(metas)
+        sent = next(iter(feeds.values())).shape[0]
         t1 = time.perf_counter()
-        outputs = self.backend.infer({spec.name: batch})
-        if shape[0] != n:
-            outputs = {k: v[:n] if v.ndim and v.shape[0] == shape[0] else v for k, v in outputs.items()}
+        outputs = self.backend.infer(feeds)
+        if sent != n:
+            outputs = {k: v[:n] if v.ndim and v.shape[0] == sent else v for k, v in outputs.items()}
         t2 = time.perf_counter()
         results = decode(outputs, self.manifest.postprocess, metas)
         t3 = time.perf_counter()

@@ -104,7 +104,8 @@ def test_infer_raw_matches_plain_onnxruntime(face_model: Model, face_bundle: Pat
 BAD = [
     ("rgb-float", lambda m: m.predict(np.zeros((64, 64, 3), np.float32)), "expected uint8 pixels"),
     ("five-channels", lambda m: m.predict(np.zeros((64, 64, 5), np.uint8)), "expected an HxW, HxWx3 or HxWx4 image"),
-    ("not-an-array", lambda m: m.predict("astronaut.png"), "expected a numpy array"),
+    ("not-an-image", lambda m: m.predict(42), "expected a numpy array (OpenCV BGR), a PIL image or an image file path"),
+    ("path-as-batch", lambda m: m.predict_batch("astronaut.png"), "expected a list of images, got one str"),
     ("batch-as-array", lambda m: m.predict_batch(np.zeros((2, 64, 64, 3), np.uint8)), "expected a list of images"),
     ("raw-rank", lambda m: m.infer_raw({"input": np.zeros((3, 64, 64), np.float32)}), "rank 3), expected [?, 3, ?, ?]"),
     ("raw-channels", lambda m: m.infer_raw({"input": np.zeros((1, 4, 64, 64), np.float32)}), "(axis 1)"),
