@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from edge import __version__
 from edge.errors import EdgeError
 
-COMMANDS = ("info", "build", "infer", "bench", "doctor", "run", "demo", "power", "service")
+COMMANDS = ("info", "build", "infer", "bench", "doctor", "run", "demo", "power", "service", "serve")
 
 
 def make_parser() -> argparse.ArgumentParser:

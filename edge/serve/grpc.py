@@ -1,0 +1,189 @@
+"""The KServe v2 gRPC adapter: ``inference.GRPCInferenceService`` on grpc.aio.
+
+The service definition and messages are Triton's (``grpc_service.proto``, a superset of KServe's
+``GRPCInferenceService``), compiled by the tritonclient package (``tritonclient.grpc.service_pb2*``), so
+the server and tritonclient.grpc share one wire format. RPCs without a counterpart here (shared memory,
+trace and log settings, statistics, streaming) answer UNIMPLEMENTED through the generated base class.
+Auth: ``authorization: Bearer TOKEN`` metadata on every RPC but ServerLive, ServerReady and ModelReady.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pbg
+
+from edge.serve.core import DataPlane
+from edge.serve.served import InferRequest, Tensor
+from edge.serve.status import RequestError
+from edge.serve.tensors import DATATYPES, check_shape, element_count, from_raw, to_raw
+
+SERVICE = "inference.GRPCInferenceService"
+# typed contents field per datatype (when a client sends no raw_input_contents)
+CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: RequestError) -> Any:
+    await context.abort(getattr(grpc.StatusCode, exc.grpc_code), exc.message)
+
+
+def _token(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return None
+
+
+class Servicer(pbg.GRPCInferenceServiceServicer):
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+
+    async def _guard(self, context: grpc.aio.ServicerContext) -> None:
+        if not self.plane.authorized(_token(context)):
+            await _abort(
+                context, RequestError("unauthenticated", "missing or wrong bearer token (authorization metadata)")
+            )
+
+    # ---- health --------------------------------------------------------------------------------------
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerLiveResponse(live=self.plane.live())
+
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerReadyResponse(ready=self.plane.ready())
+
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ModelReadyResponse(ready=self.plane.model_ready(request.name, request.version))
+
+    # ---- metadata ------------------------------------------------------------------------------------
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._guard(context)
+        m = self.plane.server_metadata()
+        return pb.ServerMetadataResponse(name=m["name"], version=m["version"], extensions=m["extensions"])
+
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._guard(context)
+        try:
+            m = self.plane.repository.get(request.name, request.version).metadata()
+        except RequestError as exc:
+            return await _abort(context, exc)
+        meta = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=m["name"],
+            versions=m["versions"],
+            platform=m["platform"],
+            inputs=[meta(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in m["inputs"]],
+            outputs=[meta(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in m["outputs"]],
+        )
+
+    async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._guard(context)
+        try:
+            c = self.plane.repository.get(request.name, request.version).config_json()
+        except RequestError as exc:
+            return await _abort(context, exc)
+
+        def tensor(cls: Any, t: dict[str, Any]) -> Any:
+            return cls(name=t["name"], data_type=mc.DataType.Value(t["data_type"]), dims=t["dims"])
+
+        config = mc.ModelConfig(
+            name=c["name"],
+            platform=c["platform"],
+            max_batch_size=c["max_batch_size"],
+            input=[tensor(mc.ModelInput, t) for t in c["input"]],
+            output=[tensor(mc.ModelOutput, t) for t in c["output"]],
+        )
+        if c["dynamic_batching"] is not None:
+            config.dynamic_batching.preferred_batch_size.extend(c["dynamic_batching"]["preferred_batch_size"])
+            config.dynamic_batching.max_queue_delay_microseconds = c["dynamic_batching"]["max_queue_delay_microseconds"]
+        return pb.ModelConfigResponse(config=config)
+
+    # ---- repository ----------------------------------------------------------------------------------
+    async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._guard(context)
+        rows = self.plane.repository.index()
+        if request.ready:
+            rows = [r for r in rows if r["state"] == "READY"]
+        return pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(**r) for r in rows])
+
+    async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._guard(context)
+        try:
+            await self.plane.repository.load(request.model_name)
+        except RequestError as exc:
+            return await _abort(context, exc)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._guard(context)
+        try:
+            await self.plane.repository.unload(request.model_name)
+        except RequestError as exc:
+            return await _abort(context, exc)
+        return pb.RepositoryModelUnloadResponse()
+
+    # ---- inference -----------------------------------------------------------------------------------
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._guard(context)
+        try:
+            req = self._request(request)
+            resp = await self.plane.infer(req)
+        except RequestError as exc:
+            return await _abort(context, exc)
+        out = pb.ModelInferResponse(model_name=resp.model, model_version=resp.version, id=resp.id)
+        for t in resp.outputs:
+            out.outputs.add(name=t.name, datatype=t.datatype, shape=list(t.shape))
+            out.raw_output_contents.append(to_raw(t.data))
+        return out
+
+    def _request(self, request: Any) -> InferRequest:
+        where = f"model {request.model_name}"
+        raw = request.raw_input_contents
+        if raw and len(raw) != len(request.inputs):
+            raise RequestError("invalid", f"{where}: {len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+        inputs = []
+        for i, t in enumerate(request.inputs):
+            tw = f"{where}: input {t.name!r}"
+            if t.datatype not in DATATYPES:
+                raise RequestError("invalid", f"{tw}: datatype {t.datatype!r} is not one of {', '.join(DATATYPES)}")
+            shape = check_shape(list(t.shape), tw, self.plane.limits.max_tensor_elements)
+            data = from_raw(t.datatype, shape, raw[i], tw) if raw else self._contents(t, shape, tw)
+            inputs.append(Tensor(t.name, t.datatype, shape, data))
+        wanted = [o.name for o in request.outputs] or None
+        return InferRequest(request.model_name, request.model_version, request.id, inputs, wanted)
+
+    @staticmethod
+    def _contents(t: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
+        field = CONTENTS.get(t.datatype)
+        if field is None:
+            raise RequestError("invalid", f"{where}: {t.datatype} needs raw_input_contents")
+        values = list(getattr(t.contents, field))
+        if len(values) != element_count(shape):
+            raise RequestError(
+                "invalid", f"{where}: shape {list(shape)} needs {element_count(shape)} values, got {len(values)}"
+            )
+        if t.datatype == "BYTES":
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = values
+            return arr.reshape(shape)
+        return np.asarray(values, dtype=DATATYPES[t.datatype]).reshape(shape)
+
+
+def add_to_server(server: grpc.aio.Server, plane: DataPlane) -> None:
+    pbg.add_GRPCInferenceServiceServicer_to_server(Servicer(plane), server)
