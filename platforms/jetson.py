@@ -26,7 +26,7 @@ class JetPackRow:
 # PLATFORMS.md "Detecting the platform": JetPack | L4T | CUDA | TensorRT.
 JETPACK_TABLE = (
     JetPackRow((35, 2), (35, 6, 99), "5.1.x", "11.4", "8.5.2"),
-    JetPackRow((36, 3), (36, 3, 99), "6.0", "12.2", "8.6.2"),
+    JetPackRow((36, 2), (36, 3, 99), "6.0", "12.2", "8.6.2"),  # 36.2: JetPack 6.0 Developer Preview
     JetPackRow((36, 4, 0), (36, 5, 0), "6.1/6.2.x", "12.6", "10.3"),
     JetPackRow((38, 2), (38, 2, 99), "7.0", "13.0", "10.13"),
     JetPackRow((38, 4), (38, 4, 99), "7.1", "13.0", "10.13"),
@@ -39,6 +39,7 @@ JETPACK_EXACT = {
     "35.4.1": "5.1.2",
     "35.5.0": "5.1.3",
     "35.6.0": "5.1.4",
+    "36.2.0": "6.0 DP",
     "36.3.0": "6.0",
     "36.4.0": "6.1",
     "36.4.3": "6.2",

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge.errors import PowerError
+from edge.errors import PowerError, first_line
 from edge.power import device
 from edge.power.device import Mode, ModeList
 from edge.power.tools import SUDO_HINT, check, run_tool, which
@@ -65,6 +65,7 @@ class CliController:
         self.state_file = Path(state_file) if state_file else device.path_in(sysroot, CLOCKS_STATE)
         self.timeout = timeout
         self.query_timeout = query_timeout
+        self.jtop_note: str | None = None  # why jtop was not used (said when root is missing)
         self._modes: ModeList | None = None
 
     # -- reading -------------------------------------------------------------------------------
@@ -77,7 +78,7 @@ class CliController:
         if which("nvpmodel"):
             listed = device.parse_nvpmodel_verbose(run_tool(["nvpmodel", "-p", "--verbose"], self.query_timeout).output)
             if listed.modes:
-                return listed
+                return listed.with_masks(device.read_conf(self.sysroot))
         conf = device.read_conf(self.sysroot)
         if conf is not None and conf.modes:
             return conf
@@ -102,37 +103,83 @@ class CliController:
         )
 
     def clocks_pinned(self) -> bool | None:
-        return device.clocks_pinned(self.sysroot)
+        pinned = device.clocks_pinned(self.sysroot)
+        if pinned is None and self.euid == 0 and which("jetson_clocks"):
+            # sysfs unreadable (a container without /sys): jetson_clocks --show reads the same values.
+            try:
+                pinned = device.parse_jetson_clocks_show(
+                    run_tool(["jetson_clocks", "--show"], self.query_timeout).output
+                )
+            except PowerError as exc:
+                log.debug("jetson_clocks --show: %s", exc)
+        return pinned
 
     # -- changing ------------------------------------------------------------------------------
     def _need_root(self, what: str) -> None:
         if self.euid != 0:
-            raise PowerError(f"{what} needs root (running as uid {self.euid}); {SUDO_HINT}")
+            why = f"; jtop was not used: {self.jtop_note}" if self.jtop_note else ""
+            raise PowerError(f"{what} needs root (running as uid {self.euid}){why}; {SUDO_HINT}")
+
+    def check_live(self, before: Mode, target: Mode) -> None:
+        """:class:`PowerError` with the real cause when nvpmodel would ask for a reboot for this switch."""
+        modes = self.modes()
+        if not modes.needs_reboot(before, target):
+            return
+        live = ", ".join(m.name for m in modes.live_from(before))
+        masks = dict(modes.tpc_masks)
+        raise PowerError(
+            f"switching the power mode {before.name} -> {target.name} needs a reboot: the two modes power-gate "
+            f"different GPU TPCs (TPC_PG_MASK {masks[before.id]} vs {masks[target.id]} in /{device.CONF_PATH}); "
+            f"nothing was changed. Modes that switch live from {before.name}: {live}. To change for good, run "
+            f"`sudo nvpmodel -m {target.id}` by hand, answer YES and let the device reboot"
+        )
 
     def set_mode(self, name: str) -> Mode:
         target = self.modes().resolve(name)
         before = self.current_mode()
         if before.id == target.id:
             return target
+        self.check_live(before, target)
         what = f"switching the power mode to {target.name}"
         self._need_root(what)
         pinned = self.clocks_pinned()
+        # As jtop does: release the clocks before nvpmodel (a pinned minimum at the old mode's maximum
+        # would outlive the switch) and pin again afterwards, at the new mode's maximum.
+        released = False
+        if pinned and self.state_file.exists():
+            self.restore_clocks()
+            released = True
+        elif pinned:
+            log.warning("clocks were pinned outside edge (no stored state): switching while pinned")
         try:
             check(run_tool(["nvpmodel", "-m", str(target.id)], self.timeout), what)
         except PowerError:
             self._roll_back_mode(before)
+            if released:
+                self._pin_again(before)
             raise
         now = self.current_mode()
         if now.id != target.id:
             self._roll_back_mode(before)
+            if released:
+                self._pin_again(before)
             raise PowerError(
                 f"{what}: nvpmodel reported success but the device is in {now}; rolled back to {before.name}"
             )
         log.info("power mode %s -> %s", before.name, target.name)
-        if pinned:
-            # jetson_clocks pins at the *mode's* maximum: pin again at the new mode's (as jtop does).
+        if released:
+            self._pin_again(target, strict=True)
+        elif pinned:
             check(run_tool(["jetson_clocks"], self.timeout), f"pinning the clocks again in {target.name}")
         return target
+
+    def _pin_again(self, mode: Mode, strict: bool = False) -> None:
+        try:
+            self.set_clocks(True)
+        except PowerError as exc:
+            if strict:
+                raise PowerError(f"pinning the clocks again in {mode.name}: {exc}") from exc
+            log.error("could not pin the clocks again in %s: %s", mode.name, exc)
 
     def _roll_back_mode(self, before: Mode) -> None:
         """Put ``before`` back when a failed switch left the device elsewhere (best effort, logged)."""
@@ -152,6 +199,12 @@ class CliController:
                 return
             self._need_root("pinning the clocks")
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            if self.state_file.exists():
+                # Left by a crash or a reboot while pinned: the clocks are not pinned now, so the file is
+                # stale, and `jetson_clocks --store` with an existing FILE asks "Can I overwrite it? Y/N"
+                # and exits 1 on anything but y. Replace it with the state of now.
+                log.info("replacing the stale stored clocks %s (clocks are not pinned now)", self.state_file)
+                self.state_file.unlink()
             check(run_tool(["jetson_clocks", "--store", str(self.state_file)], self.timeout), "storing the clocks")
             check(run_tool(["jetson_clocks"], self.timeout), "pinning the clocks")
             if self.clocks_pinned() is False:
@@ -221,8 +274,10 @@ class JtopController:
 
     def set_mode(self, name: str) -> Mode:
         target = self.modes().resolve(name)
-        if self.current_mode().id == target.id:
+        before = self.current_mode()
+        if before.id == target.id:
             return target
+        self.cli.check_live(before, target)  # jtop refuses such a switch without saying why
 
         def change(j: Any) -> None:
             j.nvpmodel = target.name
@@ -245,20 +300,27 @@ class JtopController:
             self.set_clocks(False)
 
 
-def _jtop_factory() -> Callable[[], Any] | None:
-    """jtop's client class when jetson-stats is installed and its service answers, else None."""
+def _jtop_factory() -> tuple[Callable[[], Any] | None, str | None]:
+    """jtop's client class when jetson-stats is installed and its service answers, else None and why."""
     try:
         from jtop import jtop  # jetson-stats, the `jetson` extra
     except ImportError:
-        return None
+        return None, None
     try:
         with jtop() as j:
             if not j.ok():
-                return None
+                return None, "the jtop service does not answer"
     except Exception as exc:  # JtopException: service not running, version mismatch...
-        log.info("jtop service does not answer (%s); using nvpmodel/jetson_clocks", exc)
-        return None
-    return jtop
+        why = first_line(exc, type(exc).__name__)
+        if "version" in why.lower() or "mismatch" in why.lower():
+            why = (
+                f"{why} (the jetson-stats of this Python and the one of jtop.service differ: install the same "
+                "version in both, e.g. `sudo pip3 install -U jetson-stats` and `pip install -U jetson-stats`, "
+                "then `sudo systemctl restart jtop.service`)"
+            )
+        log.info("jtop not used: %s; using nvpmodel/jetson_clocks", why)
+        return None, why
+    return jtop, None
 
 
 def open_controller(sysroot: str | Path = "/", backend: str = "auto", *, euid: int | None = None) -> PowerController:
@@ -276,11 +338,13 @@ def open_controller(sysroot: str | Path = "/", backend: str = "auto", *, euid: i
         )
     if backend == "cli" or Path(sysroot).resolve() != Path("/"):
         return cli
-    factory = _jtop_factory()
+    factory, why = _jtop_factory()
     if factory is None:
         if backend == "jtop":
             raise PowerError(
-                "jtop is not available: install jetson-stats (`pip install edge-kit[jetson]`) and start jtop.service"
+                f"jtop is not available ({why or 'jetson-stats is not installed'}): install jetson-stats "
+                "(`pip install edge-kit[jetson]`) and start jtop.service"
             )
+        cli.jtop_note = why
         return cli
     return JtopController(factory, cli)

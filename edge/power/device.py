@@ -8,6 +8,11 @@ tests), so the same code reads a device and a fixture. Nothing here runs a comma
 - ``nvpmodel -p --verbose`` output: ``NVPM VERB: POWER_MODEL: ID=n NAME=...`` lines.
 - ``nvpmodel -q`` output: ``NV Power Mode: <NAME>`` then the id on the next line.
 - ``/var/lib/nvpmodel/status``: ``pmode:0002`` (the id of the current mode).
+- ``jetson_clocks --show`` output: ``cpuN: Online=1 ... MinFreq=.. MaxFreq=..`` and ``GPU MinFreq=.. MaxFreq=..``.
+
+Modes that switch live and modes that need a reboot: nvpmodel asks for a reboot when the target mode
+power-gates a different set of GPU TPCs (the ``TPC_POWER_GATING TPC_PG_MASK`` line of each
+``POWER_MODEL`` block differs), as jetson-stats' jtop also reads it; :meth:`ModeList.needs_reboot`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ _CONF_MODEL = re.compile(r"^<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=(\S+)\s*>", re.MUL
 _CONF_DEFAULT = re.compile(r"^<\s*PM_CONFIG\s+DEFAULT=(\d+)\s*>", re.MULTILINE)
 _VERB_MODEL = re.compile(r"POWER_MODEL:\s*ID=(\d+)\s+NAME=(\S+)")
 _VERB_DEFAULT = re.compile(r"PM_CONFIG:\s*DEFAULT=\S*?\((\d+)\)|PM_CONFIG:\s*DEFAULT=(\d+)")
+_CONF_BLOCK = re.compile(r"^<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=(\S+)\s*>(.*?)(?=^<)", re.MULTILINE | re.DOTALL)
+_TPC_MASK = re.compile(r"^\s*TPC_POWER_GATING\s+TPC_PG_MASK\s+(\S+)", re.MULTILINE)
+_SHOW_CPU = re.compile(r"^cpu(\d+):\s+Online=(\d)\b.*?MinFreq=(\d+)\s+MaxFreq=(\d+)", re.MULTILINE)
+_SHOW_GPU = re.compile(r"^GPU MinFreq=(\d+)\s+MaxFreq=(\d+)", re.MULTILINE)
 _QUERY = re.compile(r"NV Power Mode:\s*(\S+)\s*\n\s*(\d+)")
 _STATUS = re.compile(r"pmode:(\d+)")
 _WATTS = re.compile(r"(\d+(?:\.\d+)?)W", re.IGNORECASE)
@@ -65,6 +74,7 @@ class ModeList:
     modes: tuple[Mode, ...]
     default_id: int | None = None
     source: str = ""
+    tpc_masks: tuple[tuple[int, str], ...] = ()  # (mode id, TPC_PG_MASK) from nvpmodel.conf, where known
 
     @property
     def names(self) -> list[str]:
@@ -88,6 +98,22 @@ class ModeList:
                 return found
         valid = ", ".join(self.names) or "none"
         raise PowerError(f"unknown power mode {name!r}: this device's modes are {valid} ({self.source})")
+
+    def needs_reboot(self, current: Mode, target: Mode) -> bool:
+        """True when nvpmodel asks for a reboot to go from ``current`` to ``target`` (TPC masks differ)."""
+        masks = dict(self.tpc_masks)
+        a, b = masks.get(current.id), masks.get(target.id)
+        return a is not None and b is not None and a != b
+
+    def live_from(self, current: Mode) -> list[Mode]:
+        """The modes reachable from ``current`` without a reboot (``current`` included)."""
+        return [m for m in self.modes if not self.needs_reboot(current, m)]
+
+    def with_masks(self, conf: ModeList | None) -> ModeList:
+        """This list with the TPC masks of ``conf`` (the nvpmodel.conf of the same device)."""
+        if conf is None or not conf.tpc_masks:
+            return self
+        return ModeList(self.modes, self.default_id, self.source, conf.tpc_masks)
 
     def lower_than(self, mode: Mode) -> Mode | None:
         """The next lower-power mode below ``mode`` (the closest one by :func:`power_rank`), or None."""
@@ -115,7 +141,12 @@ def parse_nvpmodel_conf(text: str, source: str = CONF_PATH) -> ModeList:
     """Modes and default from an ``nvpmodel.conf``."""
     modes = tuple(sorted((Mode(int(i), n) for i, n in _CONF_MODEL.findall(text)), key=lambda m: m.id))
     m = _CONF_DEFAULT.search(text)
-    return ModeList(modes, int(m.group(1)) if m else None, source)
+    masks: list[tuple[int, str]] = []
+    for mode_id, _name, body in _CONF_BLOCK.findall(text + "\n<"):
+        mask = _TPC_MASK.search(body)
+        if mask:
+            masks.append((int(mode_id), mask.group(1)))
+    return ModeList(modes, int(m.group(1)) if m else None, source, tuple(masks))
 
 
 def parse_nvpmodel_verbose(text: str) -> ModeList:
@@ -134,6 +165,15 @@ def parse_nvpmodel_query(text: str) -> Mode | None:
     """The current mode from ``nvpmodel -q`` output (warnings before it are ignored)."""
     m = _QUERY.search(text)
     return Mode(int(m.group(2)), m.group(1)) if m else None
+
+
+def parse_jetson_clocks_show(text: str) -> bool | None:
+    """Whether ``jetson_clocks --show`` output shows pinned clocks (every online CPU's and the GPU's min = max)."""
+    pairs = [(int(lo), int(hi)) for _, online, lo, hi in _SHOW_CPU.findall(text) if online == "1"]
+    pairs += [(int(lo), int(hi)) for lo, hi in _SHOW_GPU.findall(text)]
+    if not pairs:
+        return None
+    return all(lo == hi for lo, hi in pairs)
 
 
 def read_status_id(sysroot: str | Path) -> int | None:
@@ -192,7 +232,8 @@ def not_jetson(sysroot: str | Path = "/") -> NotJetsonError:
 
 
 GPU_LOAD_PATHS = ("sys/devices/platform/gpu.0/load", "sys/devices/gpu.0/load")
-GPU_OF_NAMES = ("ga10b", "gv11b", "gp10b", "gb10b", "gpu")
+# devfreq of_node names of the integrated GPU: "gpu" on JetPack 6 (17000000.gpu), "ga10b" on JetPack 5 Orin.
+GPU_OF_NAMES = ("gpu", "ga10b", "gv11b", "gp10b", "gb10b")
 DEVFREQ_DIR = "sys/class/devfreq"
 CPU_DIR = "sys/devices/system/cpu"
 

@@ -32,7 +32,7 @@ from edge.observer import FrameResult, PipelineControl, PipelineStats
 from edge.power import device
 from edge.power.config import PowerConfig
 from edge.power.control import PowerController, open_controller
-from edge.power.device import Mode, power_rank
+from edge.power.device import Mode, ModeList, power_rank
 from edge.power.telemetry import TelemetrySample, TelemetrySampler, open_telemetry
 
 log = logging.getLogger(__name__)
@@ -124,12 +124,20 @@ class PowerPolicy:
         self._previous_mode = ctl.current_mode()
         self._base = target or self._previous_mode
         if c.thermal_limit_c is not None:
-            self._thermal_mode = modes.resolve(c.thermal_mode) if c.thermal_mode else modes.lower_than(self._base)
+            live = ModeList(tuple(modes.live_from(self._base)), modes.default_id, modes.source, modes.tpc_masks)
+            self._thermal_mode = modes.resolve(c.thermal_mode) if c.thermal_mode else live.lower_than(self._base)
+            if self._thermal_mode is None and modes.lower_than(self._base) is not None:
+                raise PowerError(
+                    f"power.thermal_limit_c: every mode that draws less than {self._base.name} needs a reboot to "
+                    f"switch to (nvpmodel.conf TPC_PG_MASK differs); modes that switch live from it: {', '.join(live.names)}; "
+                    "set power.thermal_mode or pick another power.mode"
+                )
             if self._thermal_mode is None:
                 raise PowerError(
                     f"power.thermal_limit_c: no mode draws less than {self._base.name} on this device "
                     f"({', '.join(modes.names)}); set power.thermal_mode or pick a higher power.mode"
                 )
+        self._check_live(modes)
         self._previous_clocks = ctl.clocks_pinned()
         self._applied = self._previous_mode
         if target is not None and target.id != self._previous_mode.id:
@@ -140,6 +148,27 @@ class PowerPolicy:
             ctl.set_clocks(c.clocks == "on")
             self._clocks_changed = True
             self._emit("power", f"clocks {'pinned' if c.clocks == 'on' else 'released'} (start)", "start")
+
+    def _check_live(self, modes: ModeList) -> None:
+        """Refuse, before anything changes, idle/thermal modes that nvpmodel cannot switch to without a reboot.
+
+        Such a switch would fail at every idle or thermal transition (nvpmodel asks for a reboot, jtop
+        refuses without a word); which modes switch live is read from the device's nvpmodel.conf.
+        """
+        base = self._base
+        if base is None:
+            return
+        for key, mode in (("idle_mode", self._idle_mode), ("thermal_mode", self._thermal_mode)):
+            if mode is None or not modes.needs_reboot(base, mode):
+                continue
+            live = ", ".join(m.name for m in modes.live_from(base))
+            masks = dict(modes.tpc_masks)
+            how = f"power.{key}"
+            raise PowerError(
+                f"{how}: {mode.name} does not switch live from {base.name}: nvpmodel asks for a reboot for it "
+                f"(the modes power-gate different GPU TPCs, TPC_PG_MASK {masks[base.id]} vs {masks[mode.id]} in "
+                f"/{device.CONF_PATH}); use a mode that switches live from {base.name}: {live}"
+            )
 
     def on_frame(self, frame: FrameResult, stats: PipelineStats) -> None:
         if not self.threaded:

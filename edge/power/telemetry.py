@@ -7,7 +7,7 @@ On a Jetson everything comes from files under the sysroot (no root, no subproces
 - GPU load ``/sys/devices/platform/gpu.0/load`` in per mille, else ``load`` beside the devfreq device
   whose of_node is ``ga10b``;
 - INA3221 rails ``/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/in<N>_label``, ``in<N>_input`` (mV),
-  ``curr<N>_input`` (mA);
+  ``curr<N>_input`` (mA); channels labelled ``NC`` (not connected, on AGX Orin) are noise and skipped;
 - the mode id from ``/var/lib/nvpmodel/status`` named from ``/etc/nvpmodel.conf``; clocks from sysfs.
 
 On desktops NVML (``pynvml`` from nvidia-ml-py) gives per-GPU power, temperature and utilisation.
@@ -139,8 +139,8 @@ def read_rails(sysroot: str | Path) -> tuple[Rail, ...]:
             label = (device.read_text(label_file) or "").strip()
             volts = device.read_text(hwmon / f"in{n}_input")
             amps = device.read_text(hwmon / f"curr{n}_input")
-            if not label or volts is None or amps is None:
-                continue  # e.g. "sum of shunt voltages" has no current channel
+            if not label or label.upper() == "NC" or volts is None or amps is None:
+                continue  # "NC": an unconnected channel (AGX Orin); "sum of shunt voltages" has no current
             try:
                 rails.append(Rail(label, int(volts) / 1000.0, int(amps) / 1000.0))
             except ValueError:

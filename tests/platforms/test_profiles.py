@@ -16,7 +16,7 @@ from platforms.registry import PROFILES_DIR
 # PLATFORMS.md, transcribed by hand: id -> (CC, DLA cores, memory GB, standard modes, Super modes, default).
 JETSONS: dict[str, tuple[str, int, float, dict[int, str], dict[int, str], str | None]] = {
     "jetson-agx-orin-64gb": ("8.7", 2, 64, {0: "MAXN", 1: "MODE_15W", 2: "MODE_30W", 3: "MODE_50W"}, {}, "MODE_30W"),
-    "jetson-agx-orin-32gb": ("8.7", 2, 32, {0: "MAXN", 1: "15W", 2: "30W", 3: "40W"}, {}, "MAXN"),
+    "jetson-agx-orin-32gb": ("8.7", 2, 32, {0: "MAXN", 1: "MODE_15W", 2: "MODE_30W", 3: "MODE_40W"}, {}, "MAXN"),
     "jetson-agx-orin-industrial": ("8.7", 2, 64, {}, {}, None),
     "jetson-orin-nx-16gb": (
         "8.7", 2, 16, {0: "MAXN", 1: "10W", 2: "15W", 3: "25W"},

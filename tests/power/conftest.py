@@ -3,7 +3,8 @@
 A sysroot is a folder laid out like a Jetson's root filesystem with real-format files: the
 ``nv_tegra_release`` line, device-tree ``compatible`` (NUL-separated) and ``model``, an
 ``nvpmodel.conf`` with the module's modes from /work/shared/PLATFORMS.md, the nvpmodel status file,
-thermal zones, the GPU load and devfreq nodes, CPU frequency files and INA3221 hwmon channels.
+thermal zones, the GPU load and devfreq nodes (JetPack 6 layout by default), CPU online and frequency
+files and INA3221 hwmon channels (with AGX Orin's unconnected "NC" channels).
 ``standins/nvpmodel.py`` and ``standins/jetson_clocks.py`` are put first on PATH as ``nvpmodel`` and
 ``jetson_clocks``; they act on the sysroot as the real tools act on the device and record each call.
 """
@@ -36,7 +37,7 @@ MODULES: dict[str, tuple[str, str, dict[int, str], int, dict[int, str], int | No
     "agx-orin-32gb": (
         "nvidia,p3737-0000+p3701-0004\0nvidia,p3701-0004\0nvidia,tegra234\0",
         "NVIDIA Jetson AGX Orin",
-        {0: "MAXN", 1: "15W", 2: "30W", 3: "40W"},
+        {0: "MAXN", 1: "MODE_15W", 2: "MODE_30W", 3: "MODE_40W"},  # nvpmodel_p3701_0004.conf spelling
         2,
         {},
         None,
@@ -62,7 +63,7 @@ MODULES: dict[str, tuple[str, str, dict[int, str], int, dict[int, str], int | No
         "NVIDIA Jetson Orin Nano Developer Kit",
         {0: "15W", 1: "7W"},
         0,
-        {0: "15W", 1: "25W", 2: "MAXN_SUPER"},
+        {0: "15W", 1: "25W", 2: "MAXN_SUPER", 3: "7W"},  # the Super devkit conf has 4 modes, 7W is id 3
         1,
     ),
     "orin-nano-4gb": (
@@ -81,6 +82,8 @@ RELEASE = (
 )
 CPU_MIN, CPU_MAX = 729600, 1984000
 GPU_MIN, GPU_MAX = 306000000, 918000000
+GPU_FREQS = (306000000, 408000000, 510000000, 612000000, 714000000, 816000000, 918000000)
+CPUS = 4
 # (type, millidegrees or None for a zone whose temp refuses a read, as cv* zones do with EAGAIN)
 ZONES: list[tuple[str, int | None]] = [
     ("cpu-thermal", 48500),
@@ -92,6 +95,8 @@ ZONES: list[tuple[str, int | None]] = [
 ]
 # INA3221 channels: (label, mV, mA); "sum of shunt voltages" has no current channel on the device.
 RAILS = [("VDD_IN", 5056, 1496), ("VDD_CPU_GPU_CV", 5048, 384), ("VDD_SOC", 5048, 600)]
+# AGX Orin's second INA3221 has unconnected channels labelled "NC" that still read a little noise.
+NC_RAILS = [("NC", 24, 8), ("NC", 16, 4), ("NC", 8, 4)]
 
 
 def _write(path: Path, text: str) -> Path:
@@ -100,22 +105,55 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def nvpmodel_conf(modes: dict[int, str], default: int) -> str:
-    """An nvpmodel.conf in the real layout: PARAM declarations, POWER_MODEL blocks, PM_CONFIG."""
-    out = [
-        "# NVIDIA power model configuration (test sysroot)",
-        "< PARAM TYPE=FILE NAME=CPU_ONLINE >",
-        "CORE_0 /sys/devices/system/cpu/cpu0/online",
-        "CORE_1 /sys/devices/system/cpu/cpu1/online",
+def watts(name: str) -> int | None:
+    digits = "".join(c for c in name.split("W")[0].rsplit("_", 1)[-1] if c.isdigit())
+    return int(digits) if "W" in name and digits else None
+
+
+def mode_gpu_max(name: str) -> int:
+    """The GPU max frequency a mode caps at: the hardware maximum for MAXN*, less for fewer watts."""
+    w = watts(name)
+    if name.startswith("MAXN") or w is None:
+        return GPU_MAX
+    return max(f for f in GPU_FREQS if f <= min(GPU_MAX, 204000000 + 34000000 * w))
+
+
+def mode_cpus_online(name: str) -> int:
+    w = watts(name)
+    return 2 if w is not None and w <= 7 else CPUS
+
+
+def nvpmodel_conf(
+    modes: dict[int, str], default: int, tpc_masks: dict[int, int] | None = None, jetpack: int = 6
+) -> str:
+    """An nvpmodel.conf in the real layout: PARAM declarations, POWER_MODEL blocks, PM_CONFIG.
+
+    Each mode caps the GPU (``GPU MAX_FREQ``, -1 = the hardware maximum), sets the online CPUs and,
+    where ``tpc_masks`` gives one, the ``TPC_POWER_GATING TPC_PG_MASK`` that decides whether nvpmodel
+    asks for a reboot (modes with different masks do not switch live).
+    """
+    gpu = (
+        "/sys/devices/platform/17000000.gpu/devfreq_dev"
+        if jetpack >= 6
+        else "/sys/devices/gpu.0/devfreq/17000000.ga10b"
+    )
+    out = ["# NVIDIA power model configuration (test sysroot)", "< PARAM TYPE=FILE NAME=CPU_ONLINE >"]
+    out += [f"CORE_{n} /sys/devices/system/cpu/cpu{n}/online" for n in range(CPUS)]
+    out += [
+        "< PARAM TYPE=FILE NAME=TPC_POWER_GATING >",
+        "TPC_PG_MASK /sys/devices/platform/gpu.0/tpc_pg_mask",
         "< PARAM TYPE=CLOCK NAME=GPU >",
-        "FREQ_TABLE /sys/devices/gpu.0/devfreq/17000000.ga10b/available_frequencies",
-        "MAX_FREQ /sys/devices/gpu.0/devfreq/17000000.ga10b/max_freq",
-        "MIN_FREQ /sys/devices/gpu.0/devfreq/17000000.ga10b/min_freq",
+        f"MAX_FREQ {gpu}/max_freq",
+        f"MIN_FREQ {gpu}/min_freq",
         "",
     ]
     for mode_id, name in sorted(modes.items()):
-        gpu = -1 if name.startswith("MAXN") else 300000000 + 100000000 * mode_id
-        out += [f"< POWER_MODEL ID={mode_id} NAME={name} >", "CPU_ONLINE CORE_0 1", f"GPU MAX_FREQ {gpu}", ""]
+        cap = -1 if name.startswith("MAXN") else mode_gpu_max(name)
+        out.append(f"< POWER_MODEL ID={mode_id} NAME={name} >")
+        out += [f"CPU_ONLINE CORE_{n} {int(n < mode_cpus_online(name))}" for n in range(CPUS)]
+        if tpc_masks and mode_id in tpc_masks:
+            out.append(f"TPC_POWER_GATING TPC_PG_MASK {tpc_masks[mode_id]}")
+        out += ["GPU MIN_FREQ 0", f"GPU MAX_FREQ {cap}", ""]
     out += ["# mandatory section to configure the default power mode", f"< PM_CONFIG DEFAULT={default} >", ""]
     return "\n".join(out)
 
@@ -128,6 +166,7 @@ class Jetson:
     module: str
     modes: dict[int, str]
     default: int
+    jetpack: int = 6
 
     def calls(self) -> list[list[str]]:
         log = self.root / "standin-calls.log"
@@ -150,22 +189,45 @@ class Jetson:
                 return
         raise KeyError(zone_type)
 
+    @property
+    def gpu_node(self) -> Path:
+        return self.root / "sys/class/devfreq" / ("17000000.gpu" if self.jetpack >= 6 else "17000000.ga10b")
+
     def gpu_min(self) -> int:
-        return int((self.root / "sys/class/devfreq/17000000.gpu/min_freq").read_text())
+        return int((self.gpu_node / "min_freq").read_text())
+
+    def gpu_max(self) -> int:
+        return int((self.gpu_node / "max_freq").read_text())
+
+    def cpus_online(self) -> int:
+        return sum(
+            (self.root / f"sys/devices/system/cpu/cpu{n}/online").read_text().strip() == "1" for n in range(CPUS)
+        )
 
 
-def build_sysroot(root: Path, module: str, *, super_flash: bool = False, mode_id: int | None = None) -> Jetson:
+def build_sysroot(
+    root: Path,
+    module: str,
+    *,
+    super_flash: bool = False,
+    mode_id: int | None = None,
+    tpc_masks: dict[int, int] | None = None,
+    jetpack: int = 6,
+) -> Jetson:
+    """A sysroot of ``module``; ``jetpack`` 6 lays out the GPU devfreq node as JetPack 6 does
+    (``17000000.gpu``, of_node ``gpu``), 5 as JetPack 5 did (``17000000.ga10b``, of_node ``ga10b``)."""
     compatible, model, modes, default, super_modes, super_default = MODULES[module]
     if super_flash:
         assert super_modes, f"{module} has no Super flash"
         modes, default = super_modes, int(super_default or 0)
         first, rest = compatible.split("\0", 1)
         compatible = f"{first}-super\0{rest}"
+    current = default if mode_id is None else mode_id
     _write(root / "etc/nv_tegra_release", RELEASE)
     _write(root / "proc/device-tree/compatible", compatible)
     _write(root / "proc/device-tree/model", model + "\0")
-    _write(root / "etc/nvpmodel.conf", nvpmodel_conf(modes, default))
-    _write(root / "var/lib/nvpmodel/status", f"pmode:{default if mode_id is None else mode_id:04d} fmode:quiet\n")
+    _write(root / "etc/nvpmodel.conf", nvpmodel_conf(modes, default, tpc_masks, jetpack))
+    _write(root / "var/lib/nvpmodel/status", f"pmode:{current:04d} fmode:quiet\n")
     for i, (kind, milli) in enumerate(ZONES):
         zone = root / f"sys/class/thermal/thermal_zone{i}"
         _write(zone / "type", kind + "\n")
@@ -174,14 +236,17 @@ def build_sysroot(root: Path, module: str, *, super_flash: bool = False, mode_id
         else:
             _write(zone / "temp", f"{milli}\n")
     _write(root / "sys/devices/platform/gpu.0/load", "372\n")
-    gpu = root / "sys/class/devfreq/17000000.gpu"
-    _write(gpu / "device/of_node/name", "ga10b\0")
+    jetson = Jetson(root, module, modes, default, jetpack)
+    gpu = jetson.gpu_node
+    _write(gpu / "device/of_node/name", ("gpu" if jetpack >= 6 else "ga10b") + "\0")
     _write(gpu / "device/load", "372\n")
+    _write(gpu / "available_frequencies", " ".join(map(str, GPU_FREQS)) + "\n")
     _write(gpu / "min_freq", f"{GPU_MIN}\n")
-    _write(gpu / "max_freq", f"{GPU_MAX}\n")
-    for n in range(4):
+    _write(gpu / "max_freq", f"{mode_gpu_max(modes[current])}\n")  # nvpmodel applied the mode at boot
+    online = mode_cpus_online(modes[current])
+    for n in range(CPUS):
         cpu = root / f"sys/devices/system/cpu/cpu{n}"
-        _write(cpu / "online", "1\n")
+        _write(cpu / "online", f"{int(n < online)}\n")
         _write(cpu / "cpufreq/scaling_min_freq", f"{CPU_MIN}\n")
         _write(cpu / "cpufreq/scaling_max_freq", f"{CPU_MAX}\n")
     hwmon = root / "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon1"
@@ -191,7 +256,13 @@ def build_sysroot(root: Path, module: str, *, super_flash: bool = False, mode_id
         _write(hwmon / f"curr{i}_input", f"{ma}\n")
     _write(hwmon / "in7_label", "sum of shunt voltages\n")
     _write(hwmon / "in7_input", "1360\n")
-    return Jetson(root, module, modes, default)
+    if module.startswith("agx"):
+        hwmon = root / "sys/bus/i2c/drivers/ina3221/1-0041/hwmon/hwmon2"
+        for i, (label, mv, ma) in enumerate(NC_RAILS, start=1):
+            _write(hwmon / f"in{i}_label", label + "\n")
+            _write(hwmon / f"in{i}_input", f"{mv}\n")
+            _write(hwmon / f"curr{i}_input", f"{ma}\n")
+    return jetson
 
 
 @pytest.fixture
@@ -214,9 +285,18 @@ def standin_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def make_jetson(tmp_path: Path, standin_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Jetson]:
     """``make_jetson(module, super_flash=False, mode_id=None) -> Jetson`` with stand-ins wired to it."""
 
-    def make(module: str = "orin-nano-8gb", *, super_flash: bool = False, mode_id: int | None = None) -> Jetson:
+    def make(
+        module: str = "orin-nano-8gb",
+        *,
+        super_flash: bool = False,
+        mode_id: int | None = None,
+        tpc_masks: dict[int, int] | None = None,
+        jetpack: int = 6,
+    ) -> Jetson:
         root = tmp_path / f"sysroot-{module}{'-super' if super_flash else ''}"
-        jetson = build_sysroot(root, module, super_flash=super_flash, mode_id=mode_id)
+        jetson = build_sysroot(
+            root, module, super_flash=super_flash, mode_id=mode_id, tpc_masks=tpc_masks, jetpack=jetpack
+        )
         monkeypatch.setenv("STANDIN_SYSROOT", str(root))
         return jetson
 

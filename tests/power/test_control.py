@@ -7,15 +7,18 @@ stand-ins' call log.
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from edge.errors import NotJetsonError, PowerError
+from edge.power import device
 from edge.power.control import CliController, _jtop_factory, open_controller
 from edge.power.device import Mode
 
-from .conftest import CPU_MIN, GPU_MAX, GPU_MIN, MODULES
+from .conftest import CPU_MIN, GPU_MIN, MODULES, build_sysroot, mode_gpu_max
 
 SUDO = "run it with sudo, or install jetson-stats so that its jtop service (which runs as root) makes the change"
 
@@ -139,7 +142,7 @@ def test_clocks_on_off_restore(make_jetson) -> None:
     assert ctl.clocks_pinned() is False
     ctl.set_clocks(True)
     assert ctl.clocks_pinned() is True
-    assert jetson.gpu_min() == GPU_MAX
+    assert jetson.gpu_min() == jetson.gpu_max() == mode_gpu_max("15W")
     ctl.set_clocks(True)  # already pinned: nothing runs
     ctl.set_clocks(False)
     assert ctl.clocks_pinned() is False
@@ -154,11 +157,65 @@ def test_clocks_on_off_restore(make_jetson) -> None:
     ]
     assert not ctl.state_file.exists()
     ctl.set_clocks(True)
-    ctl.set_mode("MAXN")  # a new mode while pinned: pinned again at the new mode's maximum
-    assert jetson.changes()[-2:] == [["nvpmodel", "-m", "0"], ["jetson_clocks"]]
-    assert ctl.clocks_pinned() is True
+    assert jetson.gpu_min() == mode_gpu_max("15W")
+    # A new mode while pinned, as jtop does it: release (restore), switch, store the new mode's own
+    # state, pin again at the new mode's maximum, which the nvpmodel stand-in changed.
+    for name, mode_id in (("MAXN", 0), ("10W", 1)):
+        before = len(jetson.changes())
+        ctl.set_mode(name)
+        assert jetson.changes()[before:] == [
+            ["jetson_clocks", "--restore", state],
+            ["nvpmodel", "-m", str(mode_id)],
+            ["jetson_clocks", "--store", state],
+            ["jetson_clocks"],
+        ]
+        assert ctl.clocks_pinned() is True
+        assert jetson.gpu_min() == jetson.gpu_max() == mode_gpu_max(name)
+    assert mode_gpu_max("MAXN") > mode_gpu_max("15W") > mode_gpu_max("10W")
     ctl.restore_clocks()
     assert ctl.clocks_pinned() is False
+    assert jetson.gpu_min() == GPU_MIN and jetson.gpu_max() == mode_gpu_max("10W")
+
+
+def test_stale_stored_clocks_do_not_block_pinning(make_jetson) -> None:
+    """After a reboot or crash while pinned, the stored file is still there and the clocks are not pinned:
+    `jetson_clocks --store FILE` would ask "Can I overwrite it? Y/N" and exit 1, for good."""
+    jetson = make_jetson("orin-nx-16gb")
+    ctl = CliController(jetson.root, euid=0)
+    ctl.state_file.parent.mkdir(parents=True)
+    ctl.state_file.write_text("/sys/class/devfreq/17000000.gpu/min_freq:714000000\n")  # pinned values
+    direct = subprocess.run(
+        ["jetson_clocks", "--store", str(ctl.state_file)], stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
+    assert (direct.returncode, direct.stdout.splitlines()) == (
+        1,
+        [
+            f"File {ctl.state_file} already exists. Can I overwrite it? Y/N:",
+            f"Error: file {ctl.state_file} already exists!",
+        ],
+    )
+    ctl.set_clocks(True)
+    assert ctl.clocks_pinned() is True
+    ctl.set_clocks(False)
+    assert jetson.gpu_min() == GPU_MIN  # the fresh state, not the stale pinned values
+
+
+def test_jetson_clocks_show_is_read_where_sysfs_is_not(make_jetson, monkeypatch) -> None:
+    jetson = make_jetson("orin-nano-8gb")
+    show = subprocess.run(["jetson_clocks", "--show"], capture_output=True, text=True, check=True).stdout
+    assert show.splitlines()[-1] == "NV Power Mode: 15W"
+    assert f"GPU MinFreq={GPU_MIN} MaxFreq={mode_gpu_max('15W')} CurrentFreq={GPU_MIN}" in show
+    assert device.parse_jetson_clocks_show(show) is False
+    CliController(jetson.root, euid=0).set_clocks(True)
+    show = subprocess.run(["jetson_clocks", "--show"], capture_output=True, text=True, check=True).stdout
+    assert device.parse_jetson_clocks_show(show) is True
+    # A root without readable sysfs (a container): the controller asks jetson_clocks --show.
+    elsewhere = jetson.root.parent / "no-sysfs"
+    build = build_sysroot(elsewhere, "orin-nano-8gb")
+    shutil.rmtree(build.root / "sys")
+    assert device.clocks_pinned(elsewhere) is None
+    assert CliController(elsewhere, euid=0).clocks_pinned() is True  # the stand-in reads STANDIN_SYSROOT
+    assert CliController(elsewhere, euid=1000).clocks_pinned() is None  # --show needs root
 
 
 @pytest.mark.parametrize(
@@ -186,7 +243,7 @@ def test_clock_errors(action: str, behaviour: str, message: str, make_jetson, mo
     monkeypatch.setenv("STANDIN_JETSON_CLOCKS", behaviour)
     ctl = CliController(jetson.root, euid=1000 if action == "on-uid" else 0)
     if action == "off-pinned-elsewhere":
-        (jetson.root / "sys/class/devfreq/17000000.gpu/min_freq").write_text(f"{GPU_MAX}\n")
+        (jetson.root / "sys/class/devfreq/17000000.gpu/min_freq").write_text(f"{jetson.gpu_max()}\n")
         for n in range(4):
             (jetson.root / f"sys/devices/system/cpu/cpu{n}/cpufreq/scaling_min_freq").write_text("1984000\n")
     with pytest.raises(PowerError) as err:
@@ -212,5 +269,5 @@ def test_jtop_backend_needs_the_real_root_and_jetson_stats(make_jetson) -> None:
         "use --backend cli with --sysroot"
     )
     if importlib.util.find_spec("jtop") is None:  # jetson-stats is not installed here: auto means CLI
-        assert _jtop_factory() is None
+        assert _jtop_factory() == (None, None)
     assert jetson.changes() == []

@@ -120,3 +120,61 @@ def test_device_tree_alone_identifies_a_jetson(tmp_path: Path) -> None:
     info = device.require_jetson(root)
     assert info.release is None
     assert info.model == "NVIDIA Jetson Orin NX Engineering Reference Developer Kit"
+
+
+@pytest.mark.parametrize(("module", "super_flash"), FLASHES)
+def test_every_fixture_matches_its_profile(module: str, super_flash: bool, make_jetson) -> None:
+    """The profile cross-check passes for each module's real mode list, and fails when one mode differs."""
+    from edge.power.report import profile_check
+
+    jetson = make_jetson(module, super_flash=super_flash)
+    conf = device.read_conf(jetson.root)
+    assert conf is not None
+    check = profile_check(conf, jetson.root)
+    assert (check["match"], check["differences"], check["super_flash"]) == (True, [], super_flash)
+    renamed = ModeList(tuple(Mode(m.id, m.name + "_X" if m.id == 1 else m.name) for m in conf.modes), conf.default_id)
+    check = profile_check(renamed, jetson.root)
+    assert check["match"] is False
+    assert check["differences"] == [
+        f"device has {jetson.modes[1]}_X (id 1), profile does not",
+        f"profile expects {jetson.modes[1]} (id 1), device does not have it",
+    ]
+
+
+@pytest.mark.parametrize(("jetpack", "node", "of_name"), [(6, "17000000.gpu", "gpu"), (5, "17000000.ga10b", "ga10b")])
+def test_gpu_devfreq_node_of_either_jetpack(jetpack: int, node: str, of_name: str, make_jetson) -> None:
+    jetson = make_jetson("orin-nx-16gb", jetpack=jetpack)
+    found = device.gpu_devfreq(jetson.root)
+    assert found is not None and found.name == node
+    assert (found / "device/of_node/name").read_text().strip("\x00") == of_name
+    assert device.clocks_pinned(jetson.root) is False
+    conf = (jetson.root / "etc/nvpmodel.conf").read_text()
+    expected = (
+        "/sys/devices/platform/17000000.gpu/devfreq_dev"
+        if jetpack == 6
+        else "/sys/devices/gpu.0/devfreq/17000000.ga10b"
+    )
+    assert f"MAX_FREQ {expected}/max_freq" in conf
+
+
+def test_tpc_masks_from_the_conf(make_jetson) -> None:
+    jetson = make_jetson("orin-nano-8gb", super_flash=True, tpc_masks={0: 0, 1: 0, 2: 0, 3: 1})
+    conf = device.read_conf(jetson.root)
+    assert conf is not None and dict(conf.tpc_masks) == {0: "0", 1: "0", 2: "0", 3: "1"}
+    m = {mode.name: mode for mode in conf.modes}
+    assert conf.needs_reboot(m["25W"], m["7W"]) and conf.needs_reboot(m["7W"], m["15W"])
+    assert not conf.needs_reboot(m["25W"], m["MAXN_SUPER"])
+    assert [x.name for x in conf.live_from(m["7W"])] == ["7W"]
+    plain = device.read_conf(make_jetson("orin-nx-8gb").root)  # no TPC_PG_MASK lines: all switch live
+    assert plain is not None and plain.tpc_masks == () and len(plain.live_from(plain.modes[0])) == 4
+
+
+@pytest.mark.parametrize(
+    ("l4t", "jetpack", "cuda", "tensorrt"),
+    [("36.2.0", "6.0 DP", "12.2", "8.6.2"), ("36.3.0", "6.0", "12.2", "8.6.2"), ("36.4.3", "6.2", "12.6", "10.3")],
+)
+def test_l4t_36_2_has_a_jetpack_row(l4t: str, jetpack: str, cuda: str, tensorrt: str) -> None:
+    from platforms.jetson import jetpack_for  # NVIDIA's JetPack 6.0 Developer Preview shipped L4T 36.2
+
+    row = jetpack_for(l4t)
+    assert row is not None and (row.jetpack, row.cuda, row.tensorrt) == (jetpack, cuda, tensorrt)

@@ -316,3 +316,46 @@ def test_sigterm_restores_mode_and_clocks(make_jetson) -> None:
     proc.stdin.close()
     assert jetson.mode_id() == 0
     assert jetson.gpu_min() == 306000000
+
+
+# Orin Nano Super devkit modes 15W, 25W, MAXN_SUPER, 7W; the test's conf gives 7W another TPC
+# power-gating mask than the rest, so nvpmodel (the stand-in models it) asks for a reboot to enter it.
+NANO_7W_GATED = {0: 0, 1: 0, 2: 0, 3: 1}
+NEEDS_REBOOT = "the modes power-gate different GPU TPCs, TPC_PG_MASK 0 vs 1 in /etc/nvpmodel.conf"
+
+
+def test_policies_keep_to_modes_that_switch_live(make_jetson) -> None:
+    jetson = make_jetson("orin-nano-8gb", super_flash=True, tpc_masks=NANO_7W_GATED)
+    run = Run(jetson, mode="15W", idle_mode="7W", idle_after="30s")
+    with pytest.raises(PowerError) as err:
+        run.start()
+    assert str(err.value) == (
+        f"power.idle_mode: 7W does not switch live from 15W: nvpmodel asks for a reboot for it ({NEEDS_REBOOT}); "
+        "use a mode that switches live from 15W: 15W, 25W, MAXN_SUPER"
+    )
+    assert jetson.changes() == [] and jetson.mode_id() == 1
+    # thermal: the default step-down skips 7W (it would need a reboot); 15W is the next live one below 25W.
+    run = Run(jetson, thermal_limit_c=80)
+    run.start()
+    assert run.policy._thermal_mode is not None and run.policy._thermal_mode.name == "15W"
+    run.policy.close()
+    run = Run(jetson, mode="15W", thermal_limit_c=80)
+    with pytest.raises(PowerError) as err:
+        run.start()
+    assert str(err.value).startswith("power.thermal_limit_c: every mode that draws less than 15W needs a reboot")
+
+
+def test_a_switch_that_needs_a_reboot_says_so_before_running_anything(make_jetson) -> None:
+    jetson = make_jetson("orin-nano-8gb", super_flash=True, tpc_masks=NANO_7W_GATED)
+    ctl = CliController(jetson.root, euid=0)
+    with pytest.raises(PowerError) as err:
+        ctl.set_mode("7W")
+    assert str(err.value) == (
+        "switching the power mode 25W -> 7W needs a reboot: the two modes power-gate different GPU TPCs "
+        "(TPC_PG_MASK 0 vs 1 in /etc/nvpmodel.conf); nothing was changed. Modes that switch live from 25W: 15W, 25W, MAXN_SUPER. To change for good, run "
+        "`sudo nvpmodel -m 3` by hand, answer YES and let the device reboot"
+    )
+    assert jetson.changes() == []
+    # The stand-in models why: nvpmodel itself prompts for the reboot (and declines on a closed stdin).
+    out = subprocess.run(["nvpmodel", "-m", "3"], stdin=subprocess.DEVNULL, capture_output=True, text=True).stdout
+    assert "NVPM WARN: Reboot required for changing to this power mode: 3" in out and jetson.mode_id() == 1

@@ -5,6 +5,13 @@ test machine has. It reads and writes the same real-format files the real tool d
 sysroot named by ``STANDIN_SYSROOT`` (``/etc/nvpmodel.conf``, ``/var/lib/nvpmodel/status``), prints
 the real tool's output formats, and appends every call to ``<sysroot>/standin-calls.log``.
 
+Like the real tool, ``-m`` applies the target mode's ``POWER_MODEL`` block to the (fake) sysfs: the
+``GPU MAX_FREQ`` cap goes to the GPU devfreq node's ``max_freq`` (-1: the highest available
+frequency; ``min_freq`` is left alone, as the kernel leaves a pinned minimum) and ``CPU_ONLINE``
+to each ``cpuN/online``. A target whose ``TPC_POWER_GATING TPC_PG_MASK`` differs from the current
+mode's is not switched live: the tool prints its reboot prompt and waits on stdin, as the real one
+does. Not modelled: EMC/CPU frequency caps, DLA/PVA clocks, fan modes, the reboot itself.
+
 ``STANDIN_NVPMODEL`` picks how ``-m`` behaves (``STANDIN_NVPMODEL_IDS``, a comma list, limits the
 misbehaviour to those target ids):
   ok      switch (the default)
@@ -15,6 +22,7 @@ misbehaviour to those target ids):
   hang    never answer
 """
 
+import glob
 import json
 import os
 import re
@@ -34,6 +42,42 @@ with open(CONF) as conf:
     text = conf.read()
 MODES = {int(i): n for i, n in re.findall(r"^<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=(\S+)\s*>", text, re.M)}
 DEFAULT = int(re.search(r"^<\s*PM_CONFIG\s+DEFAULT=(\d+)\s*>", text, re.M).group(1))
+BLOCKS = {
+    int(i): body
+    for i, body in re.findall(r"^<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=\S+\s*>(.*?)(?=^<)", text + "\n<", re.M | re.S)
+}
+
+
+def mask(mode_id: int):
+    m = re.search(r"^TPC_POWER_GATING TPC_PG_MASK (\S+)", BLOCKS.get(mode_id, ""), re.M)
+    return m.group(1) if m else None
+
+
+def gpu_node():
+    for node in sorted(glob.glob(os.path.join(ROOT, "sys/class/devfreq/*"))):
+        with open(os.path.join(node, "device/of_node/name")) as f:
+            if f.read().strip("\x00\n") in ("gpu", "ga10b"):
+                return node
+    return None
+
+
+def apply(mode_id: int) -> None:
+    """Write the mode's GPU cap and online CPUs to the sysroot, as nvpmodel writes its PARAM files."""
+    body = BLOCKS.get(mode_id, "")
+    node = gpu_node()
+    cap = re.search(r"^GPU MAX_FREQ (-?\d+)", body, re.M)
+    if node and cap:
+        value = int(cap.group(1))
+        if value < 0:
+            with open(os.path.join(node, "available_frequencies")) as f:
+                value = max(int(v) for v in f.read().split())
+        with open(os.path.join(node, "max_freq"), "w") as f:
+            f.write(f"{value}\n")
+    for core, online in re.findall(r"^CPU_ONLINE CORE_(\d+) ([01])", body, re.M):
+        path = os.path.join(ROOT, f"sys/devices/system/cpu/cpu{core}/online")
+        if os.path.exists(path):
+            with open(path, "w") as f:
+                f.write(f"{online}\n")
 
 
 def current() -> int:
@@ -78,16 +122,19 @@ if "-m" in args:
         print(f"NVPM ERROR: request for bad power mode {target}")
         sys.exit(1)
     misbehave = BEHAVIOUR != "ok" and (ONLY is None or str(target) in ONLY.split(","))
-    if not misbehave:
+    needs_reboot = mask(current()) != mask(target)
+    if not misbehave and not needs_reboot:
         write_status(target)
+        apply(target)
         sys.exit(0)
-    if BEHAVIOUR == "reboot":
+    if BEHAVIOUR == "reboot" or needs_reboot:
         print("NVPM WARN: Golden image context is already created")
         print(f"NVPM WARN: Reboot required for changing to this power mode: {target}")
         print("NVPM WARN: DO YOU WANT TO REBOOT NOW? enter YES/yes to confirm:", flush=True)
         answer = sys.stdin.readline()  # blocks for ever unless stdin is closed or answered
         if answer.strip().lower() == "yes":
             write_status(target)
+            apply(target)
             print("NVPM WARN: rebooting")
             sys.exit(0)
         print("NVPM ERROR: bad input!")
@@ -95,6 +142,7 @@ if "-m" in args:
         sys.exit(0)
     if BEHAVIOUR == "fail":
         write_status(target)
+        apply(target)
         print(
             "NVPM ERROR: failed to write PARAM GPU: ARG MAX_FREQ: PATH /sys/devices/gpu.0/devfreq/17000000.ga10b/max_freq"
         )
