@@ -26,13 +26,12 @@ from types import ModuleType
 from typing import Any
 
 from builders.progress_bar import ProgressBar
+from edge.backends.trt_logger import flavour_name, process_logger
 from edge.errors import BuildError
 
 log = logging.getLogger("builders.engine")
 
 Profiles = Mapping[str, Mapping[str, Sequence[int]]]
-# TensorRT warnings that say nothing actionable (logged at debug level instead).
-BENIGN_WARNINGS = ("Overriding data to nullptr",)
 
 
 @dataclass(frozen=True)
@@ -49,41 +48,8 @@ class EngineRequest:
     source_name: str | None = None  # the model file named in errors (default: onnx_path's name)
 
 
-def flavour_name(trt: ModuleType) -> str:
-    return "TensorRT-RTX" if trt.__name__.startswith("tensorrt_rtx") else "TensorRT"
-
-
 def library_version(trt: ModuleType) -> str:
     return str(getattr(trt, "__version__", "unknown"))
-
-
-@functools.cache
-def _logger_class(trt: ModuleType) -> type:
-    class CollectingLogger(trt.ILogger):  # type: ignore[name-defined]
-        """Sends TensorRT's log to :mod:`logging` and keeps the errors for the BuildError message.
-
-        A Ctrl-C that lands in this callback would be swallowed by TensorRT: it sets ``interrupted``,
-        which the progress monitor turns into a cancelled build and :class:`EngineBuild` re-raises.
-        """
-
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-            self.interrupted = False
-
-        def log(self, severity: Any, msg: str) -> None:
-            try:
-                if severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR):
-                    self.errors.append(msg.strip())
-                    log.debug("%s: %s", flavour_name(trt), msg)
-                elif severity == trt.ILogger.WARNING and not any(b in msg for b in BENIGN_WARNINGS):
-                    log.warning("%s: %s", flavour_name(trt), msg)
-                else:
-                    log.debug("%s: %s", flavour_name(trt), msg)
-            except KeyboardInterrupt:
-                self.interrupted = True
-
-    return CollectingLogger
 
 
 @functools.cache
@@ -148,11 +114,33 @@ def _monitor_class(trt: ModuleType) -> type:
     return ProgressMonitor
 
 
-@functools.cache
 def make_logger(trt: ModuleType) -> Any:
-    """The ``trt.ILogger`` (one per module: TensorRT keeps the first logger it is given and ignores later
-    ones) that forwards to :mod:`logging` and keeps errors in ``.errors`` (cleared by each build)."""
-    return _logger_class(trt)()
+    """The process's one ``trt.ILogger`` (:func:`edge.backends.trt_logger.process_logger`), shared with the
+    runtime backends: TensorRT keeps the first logger it is given and ignores later ones."""
+    return process_logger(trt)
+
+
+def check_api(trt: ModuleType) -> None:
+    """A BuildError in one line when this TensorRT lacks what the kit's builds use (TensorRT 8.6, JetPack 6.0).
+
+    The kit builds strongly typed networks (precision lives in the ONNX) and reports progress through
+    ``IProgressMonitor``; both arrived in TensorRT 10.0, so 8.x is refused before anything is built.
+    """
+    flags = getattr(trt, "NetworkDefinitionCreationFlag", None)
+    missing = [
+        what
+        for what, present in (
+            ("strongly typed networks", hasattr(flags, "STRONGLY_TYPED")),
+            ("IProgressMonitor", hasattr(trt, "IProgressMonitor")),
+        )
+        if not present
+    ]
+    if missing:
+        raise BuildError(
+            f"{flavour_name(trt)} {library_version(trt)} has no {' and no '.join(missing)}, which the kit's builds "
+            "need (TensorRT 10.x or newer): upgrade to JetPack 6.1 or newer (TensorRT 10.3), or build for the cpu "
+            "target (ONNX Runtime) only"
+        )
 
 
 def make_progress_monitor(trt: ModuleType, progress: ProgressBar, logger: Any) -> Any:
@@ -182,13 +170,14 @@ def format_parser_error(trt: ModuleType, error: Any) -> str:
 def parse_onnx(trt: ModuleType, network: Any, logger: Any, onnx_path: Path, source_name: str | None = None) -> None:
     """Parse ``onnx_path`` into ``network``; a :class:`BuildError` naming the failing node otherwise."""
     parser = trt.OnnxParser(network, logger)
-    if parser.parse_from_file(str(onnx_path)):
-        return
+    with logger.collect() as logged:
+        if parser.parse_from_file(str(onnx_path)):
+            return
     if getattr(logger, "interrupted", False):
         raise KeyboardInterrupt
     errors = [format_parser_error(trt, parser.get_error(i)) for i in range(parser.num_errors)]
     if not errors:
-        errors = logger.errors[-1:] or ["the parser gave no reason"]
+        errors = logged[-1:] or ["the parser gave no reason"]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     raise BuildError(
         f"{source_name or onnx_path.name}: {flavour_name(trt)} cannot parse the model: {errors[0]}{more}; replace or remove "
@@ -258,8 +247,8 @@ class EngineBuild:
     def __init__(self, trt: ModuleType, request: EngineRequest) -> None:
         self.trt = trt
         self.request = request
+        check_api(trt)
         self.logger = make_logger(trt)
-        self.logger.errors.clear()
         self.logger.interrupted = False
         self.builder = trt.Builder(self.logger)
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if request.strongly_typed else 0
@@ -283,14 +272,14 @@ class EngineBuild:
             monitor = make_progress_monitor(self.trt, bar, self.logger)
             self.config.progress_monitor = monitor
             try:
-                with deferred_interrupts(self.logger):
+                with deferred_interrupts(self.logger), self.logger.collect() as errors:
                     plan = self.builder.build_serialized_network(self.network, self.config)
             finally:
                 self.config.progress_monitor = None
             if monitor.interrupted:
                 raise KeyboardInterrupt
         if plan is None:
-            why = "; ".join(self.logger.errors[-2:]) or "no reason was logged (run with -v for the full log)"
+            why = "; ".join(errors[-2:]) or "no reason was logged (run with -v for the full log)"
             raise BuildError(f"{name} could not build the engine for {self.request.label}: {why}")
         with open(self.request.plan_path, "wb") as f:
             f.write(memoryview(plan))

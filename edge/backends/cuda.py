@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +104,48 @@ def device_info(device: int = 0) -> DeviceInfo:
         integrated=bool(prop.integrated),
         can_map_host_memory=bool(prop.canMapHostMemory),
         total_memory=int(prop.totalGlobalMem),
+    )
+
+
+def uuid_text(raw: Any) -> str | None:
+    """``cudaUUID_t`` (or its 16 bytes) as NVML and nvidia-smi print it: ``GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx``."""
+    data = getattr(raw, "bytes", raw)
+    if isinstance(data, str):
+        data = data.encode("latin-1")
+    if not isinstance(data, (bytes, bytearray)) or len(data) < 16:
+        return None
+    h = bytes(data[:16]).hex()
+    return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def device_uuids() -> list[str | None]:
+    """The UUID of every device CUDA sees, in CUDA's ordinal order."""
+    count = int(call("cudaGetDeviceCount"))
+    return [uuid_text(call("cudaGetDeviceProperties", i).uuid) for i in range(count)]
+
+
+def resolve_device(device: int | str) -> int:
+    """The CUDA ordinal for ``device``: an ordinal (checked against the device count) or a GPU UUID.
+
+    NVML and nvidia-smi number GPUs in PCI bus order while CUDA orders them fastest first (unless
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID``) and ``CUDA_VISIBLE_DEVICES`` hides and renumbers them, so a GPU named
+    by the user (``--gpu``) is handed over as its UUID and found here among the devices CUDA sees.
+    """
+    if isinstance(device, int):
+        count = int(call("cudaGetDeviceCount"))
+        if not 0 <= device < count:
+            raise EngineError(f"CUDA device {device} does not exist (CUDA sees {count} device(s))")
+        return device
+    uuids = device_uuids()
+    wanted = device.strip().lower()
+    for ordinal, uuid in enumerate(uuids):
+        if uuid is not None and uuid.lower() == wanted:
+            return ordinal
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    raise EngineError(
+        f"GPU {device} is not among the {len(uuids)} device(s) CUDA sees"
+        + (f" (CUDA_VISIBLE_DEVICES={hidden} hides the others)" if hidden is not None else "")
+        + "; `edge info` lists the GPUs"
     )
 
 

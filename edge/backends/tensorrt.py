@@ -2,8 +2,9 @@
 
     TensorRTBackend(plan_bytes, manifest.inputs, manifest.outputs, artifact=artifact).load()
 
-The plan is checked against the manifest (compute capability, TensorRT major.minor) before TensorRT sees it;
-version-compatible plans get ``runtime.engine_host_code_allowed``. Shared machinery: :mod:`edge.backends.trt_common`.
+The plan is checked against the manifest (compute capability, TensorRT major.minor, DLA core against the
+runtime's ``num_DLA_cores``) before TensorRT sees it; version-compatible plans get
+``runtime.engine_host_code_allowed`` and DLA plans ``runtime.DLA_core`` before deserializing. Shared machinery: :mod:`edge.backends.trt_common`.
 """
 
 from __future__ import annotations
@@ -35,8 +36,22 @@ class TensorRTBackend(TrtBackendBase):
         return trt
 
     def _configure_runtime(self, runtime: tensorrt.Runtime) -> None:
-        if self.artifact is not None and self.artifact.version_compatible:
+        """Version-compatible plans need host code allowed; DLA plans need the runtime on their DLA core.
+
+        ``Runtime.DLA_core`` must be set before ``deserialize_cuda_engine``: a plan built for DLA core 1
+        otherwise deserializes onto core 0. The core count was checked in ``check_plan``.
+        """
+        if self.artifact is None:
+            return
+        if self.artifact.version_compatible:
             runtime.engine_host_code_allowed = True
+        if self.artifact.dla_core is not None:
+            runtime.DLA_core = int(self.artifact.dla_core)
+            if int(runtime.DLA_core) != int(self.artifact.dla_core):
+                raise EngineError(
+                    f"TensorRT: the runtime did not accept DLA core {self.artifact.dla_core} for "
+                    f"{self.artifact.file} (it reports {runtime.DLA_core}); " + self.rebuild_hint()
+                )
 
     def _create_context(self, engine: tensorrt.ICudaEngine) -> tensorrt.IExecutionContext:
         return engine.create_execution_context()

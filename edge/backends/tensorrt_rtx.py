@@ -3,7 +3,12 @@
 The runtime cache (compiled kernels) is loaded from ``STATE_DIR/tensorrt-rtx/<key>.cache`` at start and
 saved atomically at close, so the second start skips JIT. The key covers the plan, the GPU and the
 TensorRT-RTX version, so a driver/GPU/library change starts a fresh cache instead of loading a stale one.
-``cuda_graph`` selects ``CudaGraphStrategy`` (``"whole"`` = WHOLE_GRAPH_CAPTURE, ``"none"`` = DISABLED).
+``cuda_graph`` selects ``CudaGraphStrategy`` (``"whole"`` = WHOLE_GRAPH_CAPTURE, ``"none"`` = DISABLED); a
+context that is not stream-capturable (``IExecutionContext.is_stream_capturable``) runs without a graph,
+with a warning saying so (``cuda_graph_active``). Before deserializing, the manifest's TensorRT-RTX release
+must equal this one (major.minor.patch) and ``Runtime.get_engine_validity`` must not answer INVALID.
+The runtime config is kept as long as the context; at close the cache is saved, then the context, the
+runtime config, the cache, the engine and the runtime are released in that order.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge.backends import cuda
+from edge.backends.compat import CUDA_GRAPH
 from edge.backends.trt_common import TrtBackendBase
 from edge.errors import ConfigError, EngineError
 from edge.fsutil import atomic_write
 from edge.manifest import Artifact, TensorSpec
-from edge.runtime.select import CUDA_GRAPH
 
 if TYPE_CHECKING:
     import tensorrt_rtx
@@ -71,16 +77,18 @@ class TensorRTRTXBackend(TrtBackendBase):
         state_dir: str | os.PathLike[str] | None = None,
         cuda_graph: str = "none",
         mapped: bool | None = None,
-        device: int = 0,
+        device: int | str = 0,
     ) -> None:
         super().__init__(plan, inputs, outputs, artifact=artifact, mapped=mapped, device=device)
         if cuda_graph not in CUDA_GRAPH:
             raise ConfigError(f"cuda_graph: {cuda_graph!r} is not one of {', '.join(CUDA_GRAPH)}")
         self.cuda_graph = cuda_graph
         self.state_dir = Path(state_dir) if state_dir is not None else None
+        self._runtime_config: Any = None  # kept for the context's lifetime (the binding keeps only the engine)
         self._cache: Any = None
         self._store: RuntimeCacheStore | None = None
         self.cache_loaded = False
+        self.cuda_graph_active = False  # whole-graph capture requested and the context is capturable
 
     def _import_trt(self) -> Any:
         try:
@@ -92,12 +100,31 @@ class TensorRTRTXBackend(TrtBackendBase):
             ) from None
         return trt
 
+    # context first, then the runtime config that created it, then the cache it used, then engine and runtime
+    RELEASE_ORDER = ("_context", "_runtime_config", "_cache", "_engine", "_runtime")
+
+    def _check_validity(self, runtime: Any) -> None:
+        """``Runtime.get_engine_validity`` (TensorRT-RTX 1.1+): INVALID is refused with the library's reasons."""
+        check = getattr(runtime, "get_engine_validity", None)
+        if check is None:
+            return
+        trt = self._trt
+        with self._logger.collect() as logged:
+            validity, diagnostics = check(self._plan)
+        if validity == trt.EngineValidity.VALID:
+            return
+        reasons = validity_reasons(trt, int(diagnostics)) or logged[-1:] or ["no reason given"]
+        if validity == trt.EngineValidity.SUBOPTIMAL:
+            log.warning("TensorRT-RTX: the plan runs here but not at its best: %s", "; ".join(reasons))
+            return
+        raise EngineError(
+            f"TensorRT-RTX {self._library_version(trt)} says the plan is not valid here: {'; '.join(reasons)}; "
+            + self.rebuild_hint()
+        )
+
     def _create_context(self, engine: tensorrt_rtx.ICudaEngine) -> tensorrt_rtx.IExecutionContext:
-        import tensorrt_rtx as trt
-
-        from edge.backends import cuda
-
-        config = engine.create_runtime_config()
+        trt = self._trt
+        config = self._runtime_config = engine.create_runtime_config()
         config.cuda_graph_strategy = (
             trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE if self.cuda_graph == "whole" else trt.CudaGraphStrategy.DISABLED
         )
@@ -114,9 +141,24 @@ class TensorRTRTXBackend(TrtBackendBase):
                     log.warning("runtime cache %s did not load; JIT-compiling again", self._store.path)
         if self._cache is not None:
             config.set_runtime_cache(self._cache)
+        context = engine.create_execution_context(config)
+        if context is None or self.cuda_graph != "whole":
+            return context
+        stream = self._require_stream()
+        if context.is_stream_capturable(stream.handle):
+            self.cuda_graph_active = True
+            return context
+        log.warning(
+            "TensorRT-RTX: a CUDA graph cannot be used for %s (the context is not stream-capturable: data-dependent "
+            "shapes, or a plan built without REQUIRE_USER_ALLOCATION); running without one",
+            self.artifact.file if self.artifact else "this plan",
+        )
+        context = None
+        config.cuda_graph_strategy = trt.CudaGraphStrategy.DISABLED
         return engine.create_execution_context(config)
 
     def _finish(self) -> None:
+        """Save the runtime cache (before anything is released: see RELEASE_ORDER)."""
         if self._store is None or self._cache is None:
             return
         try:
@@ -124,3 +166,23 @@ class TensorRTRTXBackend(TrtBackendBase):
             log.info("TensorRT-RTX runtime cache saved to %s", path)
         except (EngineError, OSError) as exc:
             log.warning("%s", exc)
+
+
+def validity_reasons(trt: Any, diagnostics: int) -> list[str]:
+    """The ``EngineInvalidityDiagnostics`` flags set in ``diagnostics``, as words."""
+    words = {
+        "VERSION_MISMATCH": "built with another TensorRT-RTX release",
+        "UNSUPPORTED_CC": "built for other compute capabilities",
+        "OLD_CUDA_DRIVER": "the NVIDIA driver is too old",
+        "OLD_CUDA_RUNTIME": "the CUDA runtime is too old",
+        "INSUFFICIENT_GPU_MEMORY": "not enough GPU memory",
+        "MALFORMED_ENGINE": "the plan is malformed (truncated or not a TensorRT-RTX plan)",
+        "CUDA_ERROR": "a CUDA error occurred while checking",
+    }
+    members = getattr(trt, "EngineInvalidityDiagnostics", None)
+    out = []
+    for name, text in words.items():
+        flag = getattr(members, name, None)
+        if flag is not None and diagnostics & int(flag):
+            out.append(text)
+    return out

@@ -17,31 +17,30 @@ import numpy as np
 
 from edge.backends import cuda
 from edge.backends.base import Backend
+from edge.backends.compat import Device, plan_problem
+from edge.backends.trt_logger import process_logger
 from edge.errors import EngineError
 from edge.manifest import Artifact, TensorSpec
-from edge.runtime.select import Facts, plan_problem
 
 log = logging.getLogger(__name__)
 
 
 def make_logger(trt: Any) -> Any:
-    """A ``trt.ILogger`` that forwards to :mod:`logging` and keeps the last errors for exception messages."""
+    """The process's one TensorRT logger for ``trt`` (see :mod:`edge.backends.trt_logger`)."""
+    return process_logger(trt)
 
-    class Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
 
-        def log(self, severity: Any, msg: str) -> None:
-            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
-                self.errors.append(msg)
-                log.error("%s", msg)
-            elif severity == trt.ILogger.Severity.WARNING:
-                log.warning("%s", msg)
-            else:
-                log.debug("%s", msg)
-
-    return Logger()
+def numpy_dtype(trt: Any, dtype: Any, tensor: str, flavour: str) -> np.dtype[Any]:
+    """``trt.nptype`` as a numpy dtype, or an EngineError naming the tensor whose type numpy lacks."""
+    try:
+        return np.dtype(trt.nptype(dtype))
+    except TypeError:
+        kind = getattr(dtype, "name", str(dtype))
+        raise EngineError(
+            f"{flavour}: I/O tensor {tensor!r} is {kind}, which numpy has no type for (BF16, FP8, INT4 and FP4 "
+            "I/O cannot be fed from host arrays); export the model with FP32/FP16 inputs and outputs (cast inside "
+            "the graph) and rebuild the bundle"
+        ) from None
 
 
 def make_output_allocator(trt: Any) -> Any:
@@ -89,13 +88,14 @@ class TrtBackendBase(Backend):
         *,
         artifact: Artifact | None = None,
         mapped: bool | None = None,
-        device: int = 0,
+        device: int | str = 0,
     ) -> None:
         super().__init__(inputs, outputs)
         self._plan = plan
         self.artifact = artifact
         self._mapped_opt = mapped
-        self._device = device
+        self._device_request = device  # a CUDA ordinal, or a GPU UUID resolved to one at load
+        self._device = device if isinstance(device, int) else 0
         self._trt: Any = None
         self._logger: Any = None
         self._runtime: Any = None
@@ -132,49 +132,68 @@ class TrtBackendBase(Backend):
         """Flavour work at close, before the context is released (TensorRT-RTX saves its runtime cache)."""
 
     # ---- load ------------------------------------------------------------------------------------------
-    def check_plan(self, info: cuda.DeviceInfo, library_version: str) -> None:
-        """Refuse, before deserializing, a plan the manifest says was built for another GPU or version."""
+    def check_plan(self, info: cuda.DeviceInfo, library_version: str, dla_cores: int = 0) -> None:
+        """Refuse, before deserializing, a plan the manifest says was built for another GPU, version or DLA core.
+
+        ``dla_cores`` is what the runtime reports (``Runtime.num_DLA_cores``), so a plan for DLA core 1 on a
+        device with one core (or none) is refused here instead of failing inside TensorRT.
+        """
         if self.artifact is None:
             return
-        facts = Facts(
+        device = Device(
             compute_capability=info.compute_capability,
-            gpu_name=info.name,
-            cuda=True,
             tensorrt_version=library_version if self.artifact.backend == "tensorrt" else None,
             tensorrt_rtx_version=library_version if self.artifact.backend == "tensorrt-rtx" else None,
             l4t_version=self.artifact.l4t_version,  # L4T is checked at selection (platforms.detect)
-            dla_cores=self.artifact.dla_core + 1 if self.artifact.dla_core is not None else 0,
+            dla_cores=dla_cores,
         )
-        why = plan_problem(self.artifact, facts)
+        why = plan_problem(self.artifact, device)
         if why:
             raise EngineError(
-                f"{self.flavour}: {self.artifact.file} cannot run on this GPU ({info.name}): {why}; rebuild the "
-                "bundle for this machine with `edge build ... --target <this target>` or use --backend onnxruntime"
+                f"{self.flavour}: {self.artifact.file} cannot run on this GPU ({info.name}): {why}; "
+                + self.rebuild_hint()
             )
+
+    def rebuild_hint(self) -> str:
+        target = ",".join(self.artifact.targets) if self.artifact and self.artifact.targets else "<this target>"
+        return (
+            f"rebuild the bundle for this machine with `edge build MODEL.onnx --target {target} -o BUNDLE --force` "
+            "(on the device itself for classic TensorRT: scripts/build_engine.py) or use --backend onnxruntime"
+        )
+
+    def _check_validity(self, runtime: Any) -> None:
+        """The library's own plan check before deserializing (``Runtime.get_engine_validity``, TensorRT-RTX)."""
+
+    def _open_runtime(self, trt: Any, info: cuda.DeviceInfo) -> Any:
+        """The ``trt.Runtime`` for this plan, checked against the device and configured, ready to deserialize."""
+        runtime = trt.Runtime(self._logger)
+        if runtime is None:
+            raise EngineError(f"{self.flavour}: could not create a runtime (see the log)")
+        self.check_plan(info, self._library_version(trt), int(getattr(runtime, "num_DLA_cores", 0) or 0))
+        self._configure_runtime(runtime)
+        self._check_validity(runtime)
+        return runtime
 
     def _load(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
         ok, why = cuda.cuda_available()
         if not ok:
             raise EngineError(f"{self.flavour}: no usable CUDA GPU ({why}); use --backend onnxruntime-cpu")
         trt = self._trt = self._import_trt()
+        self._device = cuda.resolve_device(self._device_request)
         cuda.call("cudaSetDevice", self._device)
         info = cuda.device_info(self._device)
-        self.check_plan(info, self._library_version(trt))
         self._logger = make_logger(trt)
-        self._runtime = trt.Runtime(self._logger)
-        self._configure_runtime(self._runtime)
-        self._engine = self._runtime.deserialize_cuda_engine(self._plan)
+        self._runtime = self._open_runtime(trt, info)
+        with self._logger.collect() as errors:
+            self._engine = self._runtime.deserialize_cuda_engine(self._plan)
         if self._engine is None:
-            errors = "; ".join(self._logger.errors[-2:]) or "no reason logged"
-            raise EngineError(
-                f"{self.flavour}: could not deserialize the plan ({errors}); rebuild the bundle for this "
-                "machine or use --backend onnxruntime"
-            )
+            why = "; ".join(errors[-2:]) or "no reason logged"
+            raise EngineError(f"{self.flavour}: could not deserialize the plan ({why}); " + self.rebuild_hint())
+        self._stream = cuda.Stream()  # on this backend's device (set above): the context runs on it
+        self._events = [cuda.Event() for _ in range(4)]
         self._context = self._create_context(self._engine)
         if self._context is None:
             raise EngineError(f"{self.flavour}: could not create an execution context (GPU memory?)")
-        self._stream = cuda.Stream()
-        self._events = [cuda.Event() for _ in range(4)]
         self.mapped = (
             self._mapped_opt if self._mapped_opt is not None else (info.integrated and info.can_map_host_memory)
         )
@@ -188,7 +207,7 @@ class TrtBackendBase(Backend):
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
             shape = tuple(int(d) for d in engine.get_tensor_shape(name))
-            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            dtype = numpy_dtype(trt, engine.get_tensor_dtype(name), name, self.flavour)
             self._buffers[name] = cuda.TensorBuffers(dtype, mapped=self.mapped)
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 self._input_names.append(name)
@@ -259,24 +278,35 @@ class TrtBackendBase(Backend):
             else:
                 self._buffers[name].ensure(shape)
 
+    def _set_address(self, name: str, ptr: int) -> None:
+        if not self._context.set_tensor_address(name, ptr):
+            raise EngineError(
+                f"{self.flavour}: the engine rejected the address of tensor {name!r} (set_tensor_address returned "
+                "False: misaligned or foreign memory, or a name the plan does not have)"
+            )
+
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         stream = self._require_stream()
+        # CUDA's current device is per thread: a backend loaded on GPU 1 may be called from another thread
+        cuda.call("cudaSetDevice", self._device)
         self._set_shapes(feeds)
         for name, arr in feeds.items():
             buf = self._buffers[name]
             np.copyto(buf.array(), arr)
-            self._context.set_tensor_address(name, buf.device_ptr)
+            self._set_address(name, buf.device_ptr)
         for name in self._output_names:
             if name not in self._dynamic_outputs:
-                self._context.set_tensor_address(name, self._buffers[name].device_ptr)
+                self._set_address(name, self._buffers[name].device_ptr)
         e0, e1, e2, e3 = self._events
         e0.record(stream)
         for name in self._input_names:
             self._buffers[name].to_device(stream)
         e1.record(stream)
-        if not self._context.execute_async_v3(stream.handle):
-            errors = "; ".join(self._logger.errors[-2:]) or "no reason logged"
-            raise EngineError(f"{self.flavour}: execute_async_v3 failed ({errors})")
+        with self._logger.collect() as errors:
+            ok = self._context.execute_async_v3(stream.handle)
+        if not ok:
+            why = "; ".join(errors[-2:]) or "no reason logged"
+            raise EngineError(f"{self.flavour}: execute_async_v3 failed ({why})")
         e2.record(stream)
         for name in self._output_names:
             if name not in self._dynamic_outputs:
@@ -308,13 +338,21 @@ class TrtBackendBase(Backend):
         return host
 
     # ---- close -----------------------------------------------------------------------------------------
+    def _device_ready(self) -> bool:
+        return self._stream is not None
+
+    # The order TensorRT objects are released in: what uses an object goes before it (the context before
+    # its runtime config and cache, all of them before the engine, the engine before its runtime).
+    RELEASE_ORDER: ClassVar[tuple[str, ...]] = ("_context", "_engine", "_runtime")
+
     def _close(self) -> None:
         try:
+            if self._device_ready():
+                cuda.call("cudaSetDevice", self._device)
             self._finish()
         finally:
-            self._context = None
-            self._engine = None
-            self._runtime = None
+            for attr in self.RELEASE_ORDER:
+                setattr(self, attr, None)
             for buf in self._buffers.values():
                 buf.release()
             if self._allocator is not None:

@@ -8,25 +8,28 @@ Order of preference (unless ``backend=`` pins one):
 2. the ONNX on an ONNX Runtime GPU provider (CUDA);
 3. the ONNX on the CPU.
 
-A plan known to be incompatible is never handed to TensorRT. When nothing fits, one :class:`BundleError`
+A plan known to be incompatible is never handed to TensorRT (the rules: :func:`edge.backends.compat.plan_problem`,
+which the backends use too: this module depends on the backends' layer, never the other way round). When nothing fits, one :class:`BundleError`
 names what was built, what this machine is, and the ``edge build`` command that fixes it.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge.backends.compat import CUDA_GRAPH, plan_problem
 from edge.errors import BundleError, ConfigError
 from edge.manifest import Artifact
+
+__all__ = ["BACKEND_CHOICES", "CUDA_GRAPH", "Choice", "Facts", "describe_artifact", "plan_problem", "select_artifact"]
 
 # Backend names accepted by ``load(backend=...)``, ``--backend``: the artifact backends plus ONNX
 # Runtime pinned to one execution provider.
 BACKEND_CHOICES = ("tensorrt", "tensorrt-rtx", "onnxruntime", "onnxruntime-cuda", "onnxruntime-cpu")
 ORT_GPU_PROVIDERS = ("CUDAExecutionProvider",)
-# TensorRT-RTX CUDA graph strategies (``load(cuda_graph=...)``, ``edge bench --cuda-graph``)
-CUDA_GRAPH = ("none", "whole")
 
 
 @dataclass(frozen=True)
@@ -98,20 +101,6 @@ class Choice:
         return self.backend
 
 
-def _major_minor(version: str | None) -> tuple[int, int] | None:
-    if not version:
-        return None
-    parts = version.split(".")
-    try:
-        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-    except ValueError:
-        return None
-
-
-def _cc(value: str | None) -> tuple[int, int] | None:
-    return _major_minor(value)
-
-
 def describe_artifact(a: Artifact) -> str:
     if a.backend == "onnxruntime":
         return f"{a.file} (onnx, {a.precision})"
@@ -124,41 +113,6 @@ def describe_artifact(a: Artifact) -> str:
         bits.append(f"DLA {a.dla_core}")
     bits.append(a.precision)
     return f"{a.file} ({', '.join(bits)}; targets {','.join(a.targets) or '?'})"
-
-
-def plan_problem(a: Artifact, f: Facts) -> str | None:
-    """Why a TensorRT/TensorRT-RTX plan cannot run here, or None when it can."""
-    if not f.cuda:
-        return f"no usable CUDA GPU ({f.cuda_reason})"
-    here = f.tensorrt_version if a.backend == "tensorrt" else f.tensorrt_rtx_version
-    lib = "TensorRT" if a.backend == "tensorrt" else "TensorRT-RTX"
-    if here is None:
-        return f"{lib} is not installed here"
-    cc = _cc(f.compute_capability)
-    if cc is None:
-        return "this GPU's compute capability is unknown"
-    compat = (a.hardware_compatibility or "").lower().replace("_", "-")
-    if compat in ("ampere+", "ampere-plus") and a.backend == "tensorrt":  # `edge build --hardware-compatibility`
-        if cc < (8, 0) or f.l4t_version:
-            return f"built hardware-compatible for Ampere+ discrete GPUs, this GPU is sm {f.compute_capability}"
-    elif f.compute_capability not in a.compute_capabilities:
-        built = "/".join(a.compute_capabilities) or "unknown"
-        return f"built for sm {built}, this GPU is sm {f.compute_capability}"
-    built_v, here_v = _major_minor(a.tensorrt_version), _major_minor(here)
-    if built_v is None or here_v is None:
-        return f"{lib} version unknown (plan {a.tensorrt_version}, here {here})"
-    if a.version_compatible and a.backend == "tensorrt":
-        if here_v[0] != built_v[0] or here_v < built_v:
-            return f"built version-compatible with {lib} {a.tensorrt_version}, here {here} (needs {built_v[0]}.x >= it)"
-    elif built_v != here_v:
-        return f"built with {lib} {a.tensorrt_version}, here {here} (plans need the same major.minor)"
-    if a.l4t_version or f.l4t_version:
-        lb, lh = _major_minor(a.l4t_version), _major_minor(f.l4t_version)
-        if lb != lh:
-            return f"built for L4T {a.l4t_version or 'none (not Jetson)'}, here L4T {f.l4t_version or 'none'}"
-    if a.dla_core is not None and a.dla_core >= f.dla_cores:
-        return f"built for DLA core {a.dla_core}, this machine has {f.dla_cores} DLA core(s)"
-    return None
 
 
 def _ort_gpu(f: Facts) -> tuple[str, ...]:
@@ -182,6 +136,7 @@ def select_artifact(
     *,
     bundle: str = "BUNDLE",
     source: str = "MODEL.onnx",
+    command: str | None = None,
 ) -> Choice:
     """The best artifact this machine can run (see the module doc); ``backend`` pins one of BACKEND_CHOICES."""
     if backend is not None and backend not in BACKEND_CHOICES:
@@ -211,7 +166,9 @@ def select_artifact(
         else:
             providers = gpu if backend != "onnxruntime-cpu" else ()
             return Choice(onnx[0], "onnxruntime", (*providers, "CPUExecutionProvider"), tuple(skipped))
-    raise BundleError(_nothing_message(facts, artifacts, backend, skipped, bundle, source))
+    raise BundleError(
+        _nothing_message(facts, artifacts, backend, skipped, rebuild_command(command, facts.target, bundle, source))
+    )
 
 
 def _nothing_message(
@@ -219,17 +176,56 @@ def _nothing_message(
     artifacts: Sequence[Artifact],
     backend: str | None,
     skipped: Sequence[tuple[str, str]],
-    bundle: str,
-    source: str,
+    fix: str,
 ) -> str:
     what = f"backend {backend!r}" if backend else "any backend"
     built = "; ".join(describe_artifact(a) for a in artifacts) or "no artifacts"
     why = "; ".join(f"{file}: {reason}" for file, reason in skipped)
+    bundle = _bundle_of(fix)
     msg = f"{bundle}: nothing in this bundle runs here with {what}. Built: {built}."
     if why:
         msg += f" Not runnable: {why}."
     msg += f" This machine: {facts.describe()}."
-    msg += f" Fix: rebuild for this machine with `edge build {source} --target {facts.target} -o {bundle}`"
+    msg += f" Fix: rebuild for this machine with `{fix}`"
     if backend:
         msg += " or choose another --backend"
     return msg
+
+
+def rebuild_command(command: str | None, target: str, bundle: str, source: str) -> str:
+    """The bundle's own build command (``manifest.builder.command``: every original flag kept) with this
+    machine's ``--target`` added when missing, the output set to ``bundle``, and ``--force`` to replace it."""
+    words: list[str] = []
+    if command:
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            words = []
+    if not words:
+        words = ["edge", "build", source]
+    targets: list[str] = []
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in ("--output", "-o") and i + 1 < len(words):
+            i += 2
+            continue
+        if word.startswith("--output="):
+            i += 1
+            continue
+        if word in ("--target", "-t") and i + 1 < len(words):
+            targets += words[i + 1].split(",")
+        out.append(word)
+        i += 1
+    if target not in targets and "auto" not in targets:
+        out += ["--target", target]
+    out += ["-o", bundle]
+    if "--force" not in out:
+        out.append("--force")
+    return shlex.join(out)
+
+
+def _bundle_of(fix: str) -> str:
+    words = shlex.split(fix)
+    return words[words.index("-o") + 1]

@@ -177,8 +177,9 @@ def test_logger_keeps_tensorrt_errors_for_the_message() -> None:
 
     logger = make_logger(tensorrt_rtx)
     runtime = tensorrt_rtx.Runtime(logger)
-    assert runtime.deserialize_cuda_engine(b"not a plan") is None
-    assert logger.errors and any("Error Code" in e for e in logger.errors)
+    with logger.collect() as errors:
+        assert runtime.deserialize_cuda_engine(b"not a plan") is None
+    assert errors and any("Error Code" in e for e in errors)
 
 
 @pytest.mark.skipif(not RTX, reason="tensorrt_rtx is not installed")

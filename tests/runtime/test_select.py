@@ -137,7 +137,11 @@ TABLE = [
         RTX3090,
         [ONNX, RTX86_89_OLD],
         "tensorrt-rtx",
-        ["built with TensorRT-RTX 1.6.0, here 1.7.1.116 (plans need the same major.minor)", "--target rtx-ampere"],
+        [
+            "built with TensorRT-RTX 1.6.0, here 1.7.1.116 (TensorRT-RTX plans run only with the release that "
+            "built them, 1.6.0)",
+            "--target rtx-ampere",
+        ],
     ),
     ("3090-no-driver", RTX3090_NO_DRIVER, ALL_RTX, None, ("model.onnx", "onnxruntime-cpu")),
     ("3090-no-driver-pinned", RTX3090_NO_DRIVER, ALL_RTX, "tensorrt-rtx", ["cudaErrorInsufficientDriver"]),
@@ -218,7 +222,7 @@ def test_exact_error_text() -> None:
         "Not runnable: engine-rtx-ampere.plan: no usable CUDA GPU (no NVIDIA GPU detected). "
         "This machine: target cpu, no usable CUDA GPU, TensorRT not installed, "
         "TensorRT-RTX not installed, ONNX Runtime providers CPU. "
-        "Fix: rebuild for this machine with `edge build face.onnx --target cpu -o face.bundle` "
+        "Fix: rebuild for this machine with `edge build face.onnx --target cpu -o face.bundle --force` "
         "or choose another --backend"
     )
 
@@ -254,3 +258,28 @@ def test_facts_from_detected_machine() -> None:
     assert "CPUExecutionProvider" in facts.ort_providers
     if machine.gpu_count == 0:
         assert not facts.cuda and facts.cuda_reason
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    (
+        "edge build /m/face.onnx --output /b/old.bundle --target rtx-ampere --precision int8 --calib 'my photos'",
+        "edge build /m/face.onnx --target rtx-ampere --precision int8 --calib 'my photos' --target rtx-ada "
+        "-o face.bundle --force",
+    ),
+    (
+        "edge build face.onnx --output face.bundle --target rtx-ada,cpu --precision fp16 --force",
+        "edge build face.onnx --target rtx-ada,cpu --precision fp16 --force -o face.bundle",
+    ),
+    ("build_engine.py face.onnx --output x.bundle", "build_engine.py face.onnx --target rtx-ada -o face.bundle --force"),
+    ("build_engine.py face.onnx --target auto --dla 0", "build_engine.py face.onnx --target auto --dla 0 -o face.bundle --force"),
+    (None, "edge build face.onnx --target rtx-ada -o face.bundle --force"),
+    ("edge build 'unclosed", "edge build face.onnx --target rtx-ada -o face.bundle --force"),
+])  # fmt: skip
+def test_rebuild_hint_keeps_the_original_build_flags(command: str | None, expected: str) -> None:
+    """The fix in a selection error is the bundle's own build command (manifest builder.command), with this
+    machine's target added, the output set to the bundle and --force (the bundle exists)."""
+    with pytest.raises(BundleError) as info:
+        select_artifact(
+            RTX4090, [ONNX, RTX86], "tensorrt-rtx", bundle="face.bundle", source="face.onnx", command=command
+        )
+    assert str(info.value).endswith(f"Fix: rebuild for this machine with `{expected}` or choose another --backend")
