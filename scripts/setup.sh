@@ -9,7 +9,7 @@ EXTRAS=${EDGE_EXTRAS:-build,dev}
 PY=${PYTHON:-python3}
 
 # System packages the tests use: GStreamer (gst-launch-1.0, videotestsrc, x264, RTSP server through
-# Debian's python3-gi) and systemd-analyze. Installed only when missing and only when we are root.
+# Debian's python3-gi), systemd-analyze and mosquitto. Installed only when missing and only when we are root.
 if [ "${EDGE_SYSTEM_PACKAGES:-1}" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   need=()
   command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
@@ -17,6 +17,7 @@ if [ "${EDGE_SYSTEM_PACKAGES:-1}" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-
   dpkg -s gstreamer1.0-plugins-ugly >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
   dpkg -s gir1.2-gst-rtsp-server-1.0 >/dev/null 2>&1 || need+=(python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0)
   command -v systemd-analyze >/dev/null || need+=(systemd)
+  command -v mosquitto >/dev/null || need+=(mosquitto)  # the MQTT broker the mqtt:// sink tests run
   if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing system packages: ${need[*]}"
     apt-get update -qq

@@ -3,7 +3,7 @@
 # Extra arguments go to pytest (e.g. scripts/test.sh -k bundle -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EDGE_EXTRAS=${EDGE_EXTRAS:-build,rtx,serve,demo,dev} bash scripts/setup.sh
+EDGE_EXTRAS=${EDGE_EXTRAS:-build,rtx,serve,demo,events,dev} bash scripts/setup.sh
 . .venv/bin/activate
 if [ -f scripts/make_stubs.py ]; then
   python scripts/make_stubs.py .cache/stubs

@@ -24,7 +24,8 @@ def register(subparsers: Any) -> None:
         help="run a camera pipeline (sources -> model -> sinks)",
         description="Run a bundle on video sources and write events, annotated video or a live preview.",
         epilog="Sources: csi://0, v4l2:///dev/video0, rtsp://..., file://clip.mp4, DIR, gst://PIPELINE, test://. "
-        "Sinks: jsonl://events.jsonl (jsonl://- for stdout), file://out.mp4, mjpeg://0.0.0.0:8080, display://.",
+        "Sinks: jsonl://events.jsonl (jsonl://- for stdout), file://out.mp4, mjpeg://0.0.0.0:8080, display://, "
+        "mqtt://HOST:PORT/TOPIC.",
     )
     add_run_arguments(p)
     p.set_defaults(func=run)
@@ -42,6 +43,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps-cap", type=float, metavar="FPS", help="process at most FPS frames per second")
     p.add_argument("--stride", type=int, metavar="N", help="process every Nth frame of each source")
     p.add_argument("--batch", type=int, metavar="N", help="largest inference batch across sources")
+    p.add_argument(
+        "--tracker",
+        choices=("bytetrack", "iou", "none"),
+        help="give every detection a track_id (bytetrack: Kalman + two-stage matching; iou: the cheap one)",
+    )
     p.add_argument(
         "--progress",
         type=float,
@@ -79,6 +85,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         data["sources"] = list(args.source)
     if args.sink:
         data["sinks"] = list(args.sink)
+    if getattr(args, "tracker", None):
+        data["tracker"] = args.tracker
     pipe = data.get("pipeline") or {}
     for key, value in (
         ("max_frames", args.max_frames),
@@ -125,7 +133,7 @@ def execute(
     from edge.sources import open_source
 
     sources = [open_source(uri) for uri in cfg.sources]
-    sinks = [open_sink(uri) for uri in cfg.sinks]
+    sinks = [open_sink(uri, mqtt=getattr(cfg, "mqtt", None)) for uri in cfg.sinks]
     if not sinks:
         log.warning("no sinks: results are counted but not written (add --sink jsonl://events.jsonl)")
     m = cfg.model
@@ -141,14 +149,22 @@ def execute(
             batch=p.batch,
             queue_size=p.queue_size,
         )
-        pipeline = Pipeline(model, sources, sinks, options)
+        events = None
+        if getattr(cfg, "tracker", None) is not None or getattr(cfg, "analytics", None) is not None:
+            from edge.events.stage import EventStage
+
+            events = EventStage(cfg.tracker, cfg.analytics)
+            log.info("events: %s", events.describe())
+        pipeline = Pipeline(model, sources, sinks, options, events=events)
         if cfg.power is not None and getattr(cfg.power, "enabled", True):
             from edge.power.policy import PowerPolicy
 
             attached.append(PowerPolicy(cfg.power, events=pipeline.event))
         from edge.service import attach
 
-        attached.extend(attach(cfg, model))
+        owners: list[Any] = [events, *sinks]
+        metrics = [o.register_metrics for o in owners if hasattr(o, "register_metrics")]
+        attached.extend(attach(cfg, model, metrics=metrics))
         attached.extend(observers)
         if progress_every:
             attached.append(Progress(lambda line: log.info("progress: %s", line), every=progress_every))
@@ -183,9 +199,22 @@ def print_summary(
         lines.append(
             f"latency capture->result: p50 {extra['latency_p50_ms']:.1f} ms  p99 {extra['latency_p99_ms']:.1f} ms"
         )
+    lines += events_summary(extra.get("events"))
     for sink in sinks if show_outputs else ():
         lines.append(f"output: {sink.uri} -> {sink.describe()}")
     print("\n".join(lines), file=out, flush=True)
+
+
+def events_summary(status: dict[str, Any] | None) -> list[str]:
+    """``tracks: ...``, one line per line and zone with its counts (nothing without tracking)."""
+    if not status:
+        return []
+    out = [f"tracks: {status.get('tracks', 0)} alive at the end ({status.get('tracker')})"]
+    for name, c in (status.get("lines") or {}).items():
+        out.append(f"line {name}: in {c['in']}  out {c['out']}")
+    for name, c in (status.get("zones") or {}).items():
+        out.append(f"zone {name}: entered {c['entered']}  left {c['left']}  inside now {c['occupancy']}")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from edge.pipeline.stats import StageTimes
 from edge.preprocess import Meta
 from edge.sinks.base import Sink
 from edge.sources.base import Frame, Source
+
+if TYPE_CHECKING:
+    from edge.events.stage import EventStage
 
 log = logging.getLogger("edge.pipeline")
 
@@ -66,6 +69,7 @@ class Pipeline:
         sinks: Sequence[Sink],
         options: PipelineOptions | None = None,
         observers: Sequence[PipelineObserver] = (),
+        events: EventStage | None = None,
     ) -> None:
         if not sources:
             raise EdgeError("pipeline: give at least one source")
@@ -74,6 +78,7 @@ class Pipeline:
         self.sinks = list(sinks)
         self.options = options or PipelineOptions()
         self.observers = list(observers)
+        self.events = events  # tracking and analytics, in frame order after decoding (the "track" stage)
         batch = self.options.batch or len(self.sources)
         self.stages = ModelStages(model, batch)
         self.times = StageTimes()
@@ -113,6 +118,8 @@ class Pipeline:
             "captured": sum(s.captured for s in self.sources),
         }
         extra.update(self.times.latency_percentiles())
+        if self.events is not None:
+            extra["events"] = self.events.status()
         return PipelineStats(
             frames=self.times.frames,
             fps=round(self.times.fps(None), 2),
@@ -367,7 +374,16 @@ class Pipeline:
                 if self.stages.split:
                     item.timings["postprocess"] = round(ms / len(items), 3)
                 f = item.frame
-                self._q_sink.put(FrameResult(f.frame_id, f.source, f.capture_time, now, result, f.image, item.timings))
+                events, view = None, None
+                if self.events is not None:
+                    t1 = time.perf_counter()
+                    result, events = self.events.process(f.source, result, f.capture_time)
+                    view = self.events.view()
+                    track_ms = (time.perf_counter() - t1) * 1000.0
+                    self.times.add("track", track_ms)
+                    item.timings["track"] = round(track_ms, 3)
+                fr = FrameResult(f.frame_id, f.source, f.capture_time, now, result, f.image, item.timings, events, view)
+                self._q_sink.put(fr)
         self._q_sink.put(END)
 
     def _sink_loop(self) -> None:

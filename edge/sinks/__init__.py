@@ -1,5 +1,6 @@
 """Sinks by URI: ``jsonl://events.jsonl`` (``jsonl://-`` for stdout), ``file://out.mp4`` (annotated video),
-``mjpeg://0.0.0.0:8080`` (browser preview), ``display://`` (a window).
+``mjpeg://0.0.0.0:8080`` (browser preview), ``display://`` (a window), ``mqtt://HOST:PORT/TOPIC`` and
+``mqtts://`` (events to an MQTT broker, :mod:`edge.sinks.mqtt`).
 
 A bare path is a sink too: ``*.jsonl`` / ``*.json`` -> events, a video suffix -> annotated video.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 from edge.errors import ConfigError
@@ -28,7 +30,7 @@ __all__ = [
     "open_sink",
 ]
 
-SINK_SCHEMES = ("jsonl", "file", "mjpeg", "display")
+SINK_SCHEMES = ("jsonl", "file", "mjpeg", "display", "mqtt", "mqtts")
 _OPTIONS: dict[str, dict[str, type]] = {"file": {"fps": float}, "mjpeg": {"quality": int}, "jsonl": {}, "display": {}}
 
 
@@ -48,8 +50,10 @@ def _options(uri: str, scheme: str, query: str) -> dict[str, float]:
     return out
 
 
-def open_sink(uri: str) -> Sink:
-    """A sink for ``uri`` (not yet opened); ConfigError for an unsupported scheme or a bad option."""
+def open_sink(uri: str, *, mqtt: Any = None) -> Sink:
+    """A sink for ``uri`` (not yet opened); ConfigError for an unsupported scheme or a bad option.
+
+    ``mqtt``: the run config's :class:`~edge.sinks.mqtt.MqttConfig` (credentials, TLS, queue) for mqtt:// sinks."""
     if not isinstance(uri, str) or not uri.strip():
         raise ConfigError(f"sink: expected a URI such as jsonl://events.jsonl or file://out.mp4, got {uri!r}")
     uri = uri.strip()
@@ -61,13 +65,18 @@ def open_sink(uri: str) -> Sink:
         if suffix in VIDEO_FOURCC:
             return VideoSink(uri, uri)
         raise ConfigError(
-            f"unsupported sink {uri!r}: use jsonl://PATH, file://out.mp4, mjpeg://HOST:PORT or display://"
+            f"unsupported sink {uri!r}: use jsonl://PATH, file://out.mp4, mjpeg://HOST:PORT, mqtt://HOST:PORT/TOPIC "
+            "or display://"
         )
     scheme, rest = m.group(1).lower(), m.group(2)
     if scheme not in SINK_SCHEMES:
         raise ConfigError(
             f"unsupported sink scheme {scheme}:// in {uri!r}; use one of " + ", ".join(f"{s}://" for s in SINK_SCHEMES)
         )
+    if scheme in ("mqtt", "mqtts"):
+        from edge.sinks.mqtt import MqttSink
+
+        return MqttSink(uri, mqtt)
     target, _, query = rest.partition("?")
     opts = _options(uri, scheme, query)
     if scheme == "jsonl":

@@ -38,7 +38,8 @@ def unwritable(path: Path, example: str) -> str | None:
 
 
 def event_json(frame: FrameResult) -> dict[str, object]:
-    """One frame's event: identity, timestamps, and the result as ``edge infer --json`` prints it."""
+    """One frame's event: identity, timestamps, the result as ``edge infer --json`` prints it (with
+    ``track_id`` on each detection when tracking), and ``events`` when analytics are configured."""
     event: dict[str, object] = {
         "frame_id": frame.frame_id,
         "source": frame.source,
@@ -47,6 +48,8 @@ def event_json(frame: FrameResult) -> dict[str, object]:
         "latency_ms": round((frame.result_time - frame.capture_time) * 1000.0, 2),
     }
     event.update(result_json(frame.result))
+    if frame.events is not None:
+        event["events"] = frame.events
     return event
 
 

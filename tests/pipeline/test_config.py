@@ -60,7 +60,7 @@ BASE: dict[str, Any] = {"model": "face.bundle", "source": "test://"}
         (
             {**BASE, "extra": 1},
             None,
-            "extra: unknown key (known keys here: model, source, sources, sinks, pipeline, power, http, service)",
+            "extra: unknown key (known keys here: model, source, sources, sinks, pipeline, power, http, service, tracker, analytics, mqtt)",
         ),
         ({**BASE, "power": {"mode": "MAXN", "turbo": True}}, None, "power.turbo: unknown key"),
         ({**BASE, "http": {"listen": "0.0.0.0:80", "auth": "none"}}, None, "http.auth"),
