@@ -110,11 +110,20 @@ def listen_socket(host: str, port: int, where: str) -> socket.socket:
     return sock
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where it is installed (the ``serve`` extra on Linux), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class LoopThread:
     """An asyncio loop on its own daemon thread, for a server inside a synchronous program."""
 
     def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
@@ -182,8 +191,9 @@ class _Routes:
             resp.force_close()
         finally:
             api.metrics.on_request(method, label, code)
-            # Method, path without its query, status: never headers or query strings, so never a token.
-            log.debug("%s %s %s -> %s", request.remote, method, route, code)
+            if log.isEnabledFor(logging.DEBUG):
+                # Method, path without its query, status: never headers or query strings, so never a token.
+                log.debug("%s %s %s -> %s", request.remote, method, route, code)
         if code >= 400 and not request.content.is_eof():
             await _drain(request)
             if not request.content.is_eof() and not resp.prepared:
