@@ -115,7 +115,7 @@ def _read_secret(p: Path, where: str) -> str:
 
 def parse_mqtt_uri(uri: str) -> tuple[bool, str, int, str, dict[str, str]]:
     """``(tls, host, port, topic, options)`` from ``mqtt[s]://HOST[:PORT]/TOPIC[?publish=...]``."""
-    m = re.match(r"^(mqtts?)://([^/?#]*)/([^?#]*)(?:\?(.*))?$", uri.strip(), re.IGNORECASE)
+    m = re.match(r"^(mqtts?)://([^/?#]*)/([^?]*)(?:\?(.*))?$", uri.strip(), re.IGNORECASE)
     example = "mqtt://broker:1883/site/gate/events"
     if m is None:
         raise ConfigError(f"{uri}: expected {example} (a host and a topic)")
@@ -164,9 +164,8 @@ class MqttSink:
         self.connected = False
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
-        self._wake = threading.Event()
-        self._last_warn = 0.0
-        self._warned_drops = 0
+        self._last_warn = 0.0  # connection problems
+        self._last_drop_warn = 0.0
 
     # ---- Sink ----------------------------------------------------------------------------------------
     def queue_path(self) -> Path:
@@ -209,12 +208,10 @@ class MqttSink:
         dropped = self.queue.put(body)
         if dropped:
             self._warn_drops()
-        self._wake.set()
 
     def close(self) -> None:
         if self._thread is not None:
             self._closing.set()
-            self._wake.set()
             self._thread.join(self.config.flush_timeout + 10.0)
             self._thread = None
         if self.queue is not None:
@@ -244,8 +241,8 @@ class MqttSink:
 
     def _warn_drops(self) -> None:
         now = time.monotonic()
-        if now - self._last_warn >= WARN_EVERY_S:
-            self._last_warn = now
+        if now - self._last_drop_warn >= WARN_EVERY_S or self._last_drop_warn == 0.0:
+            self._last_drop_warn = now
             log.warning(
                 "mqtt %s: queue full (%d messages): dropped the oldest, %d so far",
                 self.describe(),
@@ -287,8 +284,7 @@ class MqttSink:
             self.connected = False
             if problem:
                 self._warn(problem)
-            self._wake.wait(backoff)  # close() sets _wake: no wait when stopping
-            self._wake.clear()
+            self._closing.wait(backoff)
             backoff = min(BACKOFF_MAX_S, backoff * 2)
         self.connected = False
 
