@@ -99,6 +99,7 @@ class Api:
                 "reconnects": s.reconnects,
                 "sources": dict(s.source_state),
                 "stage_ms": {k: round(v, 3) for k, v in s.stage_ms.items()},
+                "events": s.extra.get("events"),  # tracks, line crossings, zones (edge.events); None without tracking
             },
             "telemetry": self.metrics.read_telemetry(),
             "http": {"auth": self.config.auth, "max_upload_mb": self.config.max_upload_mb},

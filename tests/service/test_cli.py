@@ -2,12 +2,13 @@
 
 systemd does not run as PID 1 here, so the system-directory paths use a recording `systemctl` stand-in on
 PATH (the init system is the boundary, like nvpmodel for power); the units themselves are checked by the
-real systemd-analyze.
+real systemd-analyze where it is installed (nothing here skips without it).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -17,10 +18,6 @@ import pytest
 
 from edge.cli import main
 from edge.service import systemd
-
-pytestmark = pytest.mark.skipif(
-    not Path("/usr/bin/systemd-analyze").exists(), reason="systemd-analyze is not installed"
-)
 
 
 def write_config(tmp_path: Path, face_bundle: Path, token_file: Path, extra: str = "", source: str = "csi://0") -> Path:
@@ -70,9 +67,10 @@ def test_install_to_a_unit_dir(
     assert "After=nvargus-daemon.service" in text and f"LoadCredential=http-token:{token_file}" in text
     assert f"ReadWritePaths=-{tmp_path}" in text  # jsonl://events.jsonl, relative to the config
     assert oct(unit.stat().st_mode & 0o777) == "0o644"
-    run = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
-    assert (run.returncode, run.stdout + run.stderr) == (0, "")
     assert [p.name for p in out_dir.iterdir()] == ["edge-door.service"]  # no temp files left
+    if shutil.which("systemd-analyze"):  # systemd's own verdict where it is installed (the rest runs everywhere)
+        run = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+        assert (run.returncode, run.stdout + run.stderr) == (0, "")
 
 
 def test_dry_run_writes_nothing(

@@ -1,4 +1,5 @@
-"""Generated units, checked by the real systemd-analyze: `verify` says nothing, `security --offline` scores <= 5.0."""
+"""Generated units: their directives, and the real systemd-analyze (`verify` says nothing, `security --offline`
+scores at most SECURITY_GOAL). Only the tests that run systemd-analyze skip where it is not installed."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from edge.errors import ConfigError, ServiceError
 from edge.service.systemd import device_nodes, plan_unit
 from edge.service.unit import quote_arg, render_unit
 
-pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 
-SECURITY_GOAL = 5.0
+# The pass mark follows the measured exposure (systemd 252: 1.1 to 1.8 over these units; docs/service.md has
+# the table), just above the worst, so a change that loosens the sandbox fails here instead of hiding under 5.0.
+SECURITY_GOAL = 2.0
 # Directives that loosen the sandbox: each must follow a comment saying why.
 LOOSENING = (
     "SupplementaryGroups=",
@@ -142,20 +145,17 @@ SCENARIOS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 
+def scenario_unit(tmp_path: Path, face_bundle: Path, token_file: Path, data: dict[str, Any], user: str | None) -> str:
+    cfg = run_config(tmp_path, face_bundle, token_file, **data)
+    planned = plan_unit(cfg, tmp_path / "cam.yaml", "cam", user=user, version=252, dev_root=tmp_path / "nodev")
+    return render_unit(planned.spec)
+
+
 @pytest.mark.parametrize(("label", "data", "expect"), SCENARIOS, ids=[s[0] for s in SCENARIOS])
-def test_generated_units_verify_clean_and_score(
+def test_generated_units(
     tmp_path: Path, face_bundle: Path, token_file: Path, label: str, data: dict[str, Any], expect: dict[str, Any]
 ) -> None:
-    cfg = run_config(tmp_path, face_bundle, token_file, **data)
-    planned = plan_unit(
-        cfg, tmp_path / "cam.yaml", "cam", user=expect.get("user"), version=252, dev_root=tmp_path / "nodev"
-    )
-    text = render_unit(planned.spec)
-    unit = tmp_path / "edge-cam.service"
-    unit.write_text(text)
-    assert verify(unit) == ""
-    score = security_score(unit)
-    assert score <= SECURITY_GOAL, f"{label}: exposure {score}"
+    text = scenario_unit(tmp_path, face_bundle, token_file, data, expect.get("user"))
     for needle in expect["has"]:
         assert needle.format(token=token_file, tmp=tmp_path) in text, needle
     for needle in expect["lacks"]:
@@ -164,6 +164,19 @@ def test_generated_units_verify_clean_and_score(
     assert "# RestartSteps=/RestartMaxDelaySec= (backoff) need systemd 254" in text
     assert f"ExecStart={sys.executable} -m edge run {tmp_path}/cam.yaml" in text
     assert f"WorkingDirectory={tmp_path}" in text
+
+
+@needs_analyze
+@pytest.mark.parametrize(("label", "data", "expect"), SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_generated_units_verify_clean_and_score(
+    tmp_path: Path, face_bundle: Path, token_file: Path, label: str, data: dict[str, Any], expect: dict[str, Any]
+) -> None:
+    unit = tmp_path / "edge-cam.service"
+    unit.write_text(scenario_unit(tmp_path, face_bundle, token_file, data, expect.get("user")))
+    assert verify(unit) == ""
+    score = security_score(unit)
+    print(f"{label}: exposure {score}")
+    assert score <= SECURITY_GOAL, f"{label}: exposure {score}"
 
 
 def check_comments(text: str) -> None:
@@ -188,11 +201,12 @@ def test_unit_for_a_home_directory_install(tmp_path: Path, face_bundle: Path) ->
     text = render_unit(planned.spec)
     assert "ProtectHome=tmpfs" in text
     assert "BindReadOnlyPaths=/home/ana/clips/door.mp4 /home/ana/edge" in text
-    unit = tmp_path / "edge-cam.service"
-    unit.write_text(text)
-    assert verify(unit) == ""
-    assert security_score(unit) <= SECURITY_GOAL
     check_comments(text)
+    if shutil.which("systemd-analyze"):  # the directives above are checked everywhere; systemd's verdict where it is
+        unit = tmp_path / "edge-cam.service"
+        unit.write_text(text)
+        assert verify(unit) == ""
+        assert security_score(unit) <= SECURITY_GOAL
 
 
 def test_device_nodes_found_at_install_time(tmp_path: Path, face_bundle: Path) -> None:
@@ -229,10 +243,11 @@ def test_device_nodes_found_at_install_time(tmp_path: Path, face_bundle: Path) -
     for node in nodes:
         assert f"DeviceAllow={node} rw" in text
     assert "/dev/sda" not in text and "/dev/mem" not in text
-    unit = tmp_path / "edge-cam.service"
-    unit.write_text(text)
-    assert verify(unit) == ""
-    assert security_score(unit) <= SECURITY_GOAL
+    if shutil.which("systemd-analyze"):  # the directives above are checked everywhere; systemd's verdict where it is
+        unit = tmp_path / "edge-cam.service"
+        unit.write_text(text)
+        assert verify(unit) == ""
+        assert security_score(unit) <= SECURITY_GOAL
 
 
 def test_newer_systemd_gets_restart_backoff(tmp_path: Path, face_bundle: Path) -> None:
