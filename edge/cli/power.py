@@ -1,11 +1,14 @@
-"""``edge power``: Jetson power modes, clocks and telemetry.
+"""``edge power``: power modes, clocks and telemetry, on a Jetson (nvpmodel, jetson_clocks) and on desktop
+and server GPUs (NVML power limits and locked clocks).
 
-    edge power status [--json]        mode, modes, clocks, temperatures, GPU load, power per rail
-    edge power modes [--json]         the device's modes, cross-checked with the platform profile
-    edge power set NAME               switch mode by name (verified, rolled back on failure)
-    edge power clocks on|off|restore  jetson_clocks, with the previous state stored and restored
+    edge power status [--json]        mode, modes, clocks, temperatures, load, power
+    edge power modes [--json]         the modes (Jetson: cross-checked with the platform profile)
+    edge power set NAME               Jetson: an nvpmodel mode by name; desktop: max, balanced, eco or 180W
+    edge power restore                put back what edge changed (desktop limits and clocks, Jetson clocks)
+    edge power clocks on|off|restore  Jetson: jetson_clocks (state stored and restored)
+    edge power clocks lock MIN,MAX|reset   desktop: lock the graphics clock (MHz) or release it
 
-Not a Jetson: one ``error:`` line and exit code 8 (desktops print NVML telemetry first).
+Neither a Jetson nor a GPU through NVML: one ``error:`` line and exit code 8.
 """
 
 from __future__ import annotations
@@ -14,44 +17,65 @@ import argparse
 import json
 from typing import Any
 
-HELP = """Jetson power modes (by name), clocks and telemetry.
+HELP = """Power modes (by name), clocks and telemetry on a Jetson or on desktop/server NVIDIA GPUs.
 
-  edge power status [--json]        mode, modes, clocks, temperatures, GPU load, power per rail
-  edge power modes [--json]         the device's modes, cross-checked with the platform profile
-  edge power set NAME               switch mode by name (verified, rolled back on failure)
-  edge power clocks on|off|restore  jetson_clocks, with the previous state stored and restored
+  edge power status [--json]              mode, modes, clocks, temperatures, load, power
+  edge power modes [--json]               the modes (Jetson: cross-checked with the platform profile)
+  edge power set NAME                     Jetson: nvpmodel mode (MAXN, 15W...); desktop: max, balanced,
+                                          eco (100/75/50 % of the default power limit) or a wattage (180W)
+  edge power restore                      put back what edge changed (desktop: limits and clocks, from
+                                          the state file; Jetson: the clocks stored by `clocks on`)
+  edge power clocks on|off|restore        Jetson: jetson_clocks, previous state stored and restored
+  edge power clocks lock MIN,MAX|reset    desktop: lock the graphics clock to MIN..MAX MHz, or release it
 
-Uses jetson-stats' jtop service when it answers, else nvpmodel / jetson_clocks (root needed).
-Not a Jetson: one error line and exit code 8 (desktops print NVML telemetry first). See docs/power.md."""
-EXIT_CODES = "exit codes: 0 ok, 2 bad arguments, 7 power control failed, 8 not a Jetson"
+Jetson: jetson-stats' jtop service when it answers, else nvpmodel / jetson_clocks (root needed).
+Desktop: NVML (nvidia-ml-py), root needed to change anything; --gpu N|UUID picks GPUs (default all).
+See docs/power.md."""
+EXIT_CODES = "exit codes: 0 ok, 2 bad arguments, 7 power control failed (e.g. no root), 8 neither a Jetson nor NVML"
 
 
 def register(subparsers: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--sysroot", default="/", help="root of the device's file tree (default /)")
+    common.add_argument("--sysroot", default="/", help="root of a Jetson's file tree (default /)")
     common.add_argument(
-        "--backend", choices=("auto", "jtop", "cli"), default="auto", help="jtop service or nvpmodel/jetson_clocks"
+        "--backend",
+        choices=("auto", "jtop", "cli"),
+        default="auto",
+        help="Jetson: jtop service or nvpmodel/jetson_clocks",
+    )
+    common.add_argument(
+        "--gpu", action="append", metavar="N|UUID", help="desktop: this GPU only (repeatable; default all)"
     )
     parser = subparsers.add_parser(
         "power",
-        help="Jetson power modes, clocks and telemetry",
+        help="power modes, clocks and telemetry (Jetson and NVML GPUs)",
         description=HELP,
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="power_command", metavar="ACTION", required=True)
-    p = sub.add_parser("status", parents=[common], help="mode, clocks, temperatures, GPU load, power rails")
+    p = sub.add_parser("status", parents=[common], help="mode, clocks, temperatures, load, power")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_status)
-    p = sub.add_parser("modes", parents=[common], help="the device's power modes")
+    p = sub.add_parser("modes", parents=[common], help="the power modes")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_modes)
-    p = sub.add_parser("set", parents=[common], help="switch the power mode (by name; an id is accepted)")
-    p.add_argument("name", help="mode name as the device lists it, e.g. MAXN, 15W, MAXN_SUPER")
+    p = sub.add_parser("set", parents=[common], help="switch the power mode (Jetson: by name; desktop: eco...)")
+    p.add_argument("name", help="Jetson: MAXN, 15W, MAXN_SUPER...; desktop: max, balanced, eco or a wattage (180W)")
     p.set_defaults(func=_set)
-    p = sub.add_parser("clocks", parents=[common], help="pin (on), release (off) or restore the clocks")
-    p.add_argument("state", choices=("on", "off", "restore"))
+    p = sub.add_parser("restore", parents=[common], help="put back what edge changed")
+    p.set_defaults(func=_restore)
+    p = sub.add_parser("clocks", parents=[common], help="Jetson: on/off/restore; desktop: lock MIN,MAX / reset")
+    p.add_argument("state", choices=("on", "off", "restore", "lock", "reset"))
+    p.add_argument("range", nargs="?", metavar="MIN,MAX", help="for lock: graphics clock range in MHz")
     p.set_defaults(func=_clocks)
+
+
+# -- which machine -------------------------------------------------------------------------------
+def _is_jetson(args: argparse.Namespace) -> bool:
+    from edge.power import device
+
+    return device.jetson_info(args.sysroot) is not None
 
 
 def _controller(args: argparse.Namespace) -> Any:
@@ -60,34 +84,33 @@ def _controller(args: argparse.Namespace) -> Any:
     return open_controller(args.sysroot, args.backend)
 
 
-def _status(args: argparse.Namespace) -> int:
+def _desktop(args: argparse.Namespace) -> Any:
+    """The NVML GPUs (``NvmlPower``), or the one exit-8 line when this machine has no NVML either."""
     from edge.errors import PowerError
     from edge.power import device
-    from edge.power.report import status_report
-    from edge.power.telemetry import NvmlTelemetry
+    from edge.power.nvml import NvmlPower
 
-    if device.jetson_info(args.sysroot) is None:
-        nvml: dict[str, Any] | None = None
-        note = ""
-        try:
-            reader = NvmlTelemetry()
-            try:
-                nvml = reader().as_dict()
-            finally:
-                reader.close()
-        except PowerError as exc:
-            note = str(exc)
+    try:
+        return NvmlPower(args.gpu)
+    except PowerError as exc:
+        if args.gpu and str(exc).startswith("--gpu"):
+            raise
+        raise device.not_jetson(args.sysroot, exc) from exc
+
+
+# -- subcommands ---------------------------------------------------------------------------------
+def _status(args: argparse.Namespace) -> int:
+    if not _is_jetson(args):
+        with _desktop(args) as power:
+            gpus = power.gpus()
         if args.json:
-            print(json.dumps({"jetson": False, "nvml": nvml, "nvml_error": note or None}, indent=2))
-        elif nvml is not None:
-            for gpu in nvml["gpus"]:
-                print(
-                    f"GPU {gpu['index']} {gpu['name']}: {_num(gpu['power_w'], 'W')}, "
-                    f"{_num(gpu['temperature_c'], 'C')}, utilisation {_num(gpu['utilization_pct'], '%')}"
-                )
-        else:
-            print(f"telemetry: {note}")
-        raise device.not_jetson(args.sysroot)  # the one error line and exit 8
+            print(json.dumps({"jetson": False, "backend": "nvml", "gpus": [g.as_dict() for g in gpus]}, indent=2))
+            return 0
+        for g in gpus:
+            print(_gpu_line(g))
+        return 0
+    from edge.power.report import status_report
+
     report = status_report(_controller(args), args.sysroot)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -107,6 +130,25 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _modes(args: argparse.Namespace) -> int:
+    if not _is_jetson(args):
+        from edge.power.nvml import MODES
+
+        with _desktop(args) as power:
+            gpus = power.gpus()
+        if args.json:
+            shares = {name: share for name, share in MODES}
+            print(json.dumps({"backend": "nvml", "shares": shares, "gpus": [g.as_dict() for g in gpus]}, indent=2))
+            return 0
+        for g in gpus:
+            current = g.mode_name()
+            modes = ", ".join(
+                f"{name} {_watts(g.as_dict()['modes'][name])}" + (" (current)" if name == current else "")
+                for name, _ in MODES
+            )
+            accepts = f"; accepts {g.min_w:g}-{g.max_w:g}W" if g.min_w is not None and g.max_w is not None else ""
+            print(f"GPU {g.index} {g.name}: {modes}{accepts}")
+        print("modes: max = 100 %, balanced = 75 %, eco = 50 % of the default power limit; or a wattage (180W)")
+        return 0
     from edge.power.report import modes_report
 
     report = modes_report(_controller(args), args.sysroot)
@@ -133,6 +175,15 @@ def _modes(args: argparse.Namespace) -> int:
 
 
 def _set(args: argparse.Namespace) -> int:
+    if not _is_jetson(args):
+        with _desktop(args) as power:
+            for gpu, watts in power.set_limit(args.name):
+                name = args.name.lower() if args.name.lower() in ("max", "balanced", "eco") else f"{watts:g}W"
+                print(
+                    f"GPU {gpu.index} {gpu.name}: power limit {_watts(gpu.limit_w)} -> {_watts(watts)} ({name}), "
+                    f"verified; `edge power restore` puts {_watts(gpu.limit_w)} back"
+                )
+        return 0
     ctl = _controller(args)
     before = ctl.current_mode()
     mode = ctl.set_mode(args.name)
@@ -143,7 +194,46 @@ def _set(args: argparse.Namespace) -> int:
     return 0
 
 
+def _restore(args: argparse.Namespace) -> int:
+    if not _is_jetson(args):
+        with _desktop(args) as power:
+            done = power.restore()
+            if not done:
+                print(f"nothing to restore: no change by edge recorded in {power.state_file}")
+            for gpu, watts, clocks in done:
+                parts = [f"power limit back to {_watts(watts)}"] if watts is not None else []
+                parts += ["clocks released"] if clocks else []
+                print(f"GPU {gpu.index} {gpu.name}: " + ", ".join(parts or ["nothing recorded"]))
+        return 0
+    ctl = _controller(args)
+    state = getattr(ctl, "cli", ctl).state_file
+    if not state.exists():
+        print(f"nothing to restore: no clocks stored at {state}")
+        return 0
+    ctl.restore_clocks()
+    print("clocks: restored (not pinned)" if not ctl.clocks_pinned() else "clocks: restored (pinned)")
+    return 0
+
+
 def _clocks(args: argparse.Namespace) -> int:
+    from edge.errors import ConfigError, PowerError
+
+    jetson = _is_jetson(args)
+    if args.state in ("lock", "reset") and jetson:
+        raise PowerError(f"clocks {args.state} is for desktop GPUs (NVML); on a Jetson use clocks on|off|restore")
+    if args.range is not None and args.state != "lock":
+        raise ConfigError(f"clocks {args.state} takes no range (only `clocks lock MIN,MAX` does)")
+    if not jetson:
+        lo, hi = _clock_range(args) if args.state == "lock" else (None, None)
+        with _desktop(args) as power:
+            if args.state in ("lock", "on"):
+                for gpu, a, b in power.lock_clocks(lo, hi):
+                    print(f"GPU {gpu.index} {gpu.name}: graphics clock locked to {a}-{b} MHz")
+            else:
+                power.reset_clocks()
+                for gpu in power.gpus():
+                    print(f"GPU {gpu.index} {gpu.name}: graphics clock released")
+        return 0
     ctl = _controller(args)
     if args.state == "restore":
         ctl.restore_clocks()
@@ -152,6 +242,32 @@ def _clocks(args: argparse.Namespace) -> int:
     pinned = ctl.clocks_pinned()
     print(f"clocks: {'unknown' if pinned is None else 'pinned' if pinned else 'not pinned'}")
     return 0
+
+
+def _clock_range(args: argparse.Namespace) -> tuple[int, int]:
+    from edge.errors import ConfigError
+
+    text = args.range or ""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ConfigError(f"clocks lock {text or '(nothing)'}: expected MIN,MAX in MHz, e.g. clocks lock 1200,1800")
+    lo, hi = (int(p) for p in parts)
+    if lo > hi or hi == 0:
+        raise ConfigError(f"clocks lock {text}: expected MIN <= MAX, both in MHz")
+    return lo, hi
+
+
+def _gpu_line(g: Any) -> str:
+    clocks = "locked by edge" if g.clocks_locked else "not locked by edge"
+    accepts = f", accepts {g.min_w:g}-{g.max_w:g}W" if g.min_w is not None and g.max_w is not None else ""
+    return (
+        f"GPU {g.index} {g.name}: {_num(g.power_w, 'W')} now, limit {_watts(g.limit_w)} ({g.mode_name()}), "
+        f"default {_watts(g.default_w)}{accepts}; clocks {clocks}"
+    )
+
+
+def _watts(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g}W"
 
 
 def _num(value: float | None, unit: str) -> str:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge.errors import PowerError, first_line
+from edge.errors import NotJetsonError, PowerError, first_line
 from edge.power import device
 from edge.power.device import Mode, ModeList
 from edge.power.tools import SUDO_HINT, check, run_tool, which
@@ -38,6 +38,9 @@ class PowerController(Protocol):
 
     def clocks_pinned(self) -> bool | None:
         """Whether jetson_clocks has pinned the clocks (None: cannot tell)."""
+
+    def restore_mode(self, mode: Mode) -> None:
+        """Put back ``mode``, read by :meth:`current_mode` before a change (a run's end)."""
 
     def set_clocks(self, on: bool) -> None:
         """Pin (``on``) or release the clocks; the state before pinning is stored to come back later."""
@@ -173,6 +176,9 @@ class CliController:
             check(run_tool(["jetson_clocks"], self.timeout), f"pinning the clocks again in {target.name}")
         return target
 
+    def restore_mode(self, mode: Mode) -> None:
+        self.set_mode(mode.name)
+
     def _pin_again(self, mode: Mode, strict: bool = False) -> None:
         try:
             self.set_clocks(True)
@@ -286,6 +292,9 @@ class JtopController:
             return target
         return self.cli.set_mode(name)
 
+    def restore_mode(self, mode: Mode) -> None:
+        self.set_mode(mode.name)
+
     def set_clocks(self, on: bool) -> None:
         def change(j: Any) -> None:
             j.jetson_clocks = on
@@ -348,3 +357,27 @@ def open_controller(sysroot: str | Path = "/", backend: str = "auto", *, euid: i
         cli.jtop_note = why
         return cli
     return JtopController(factory, cli)
+
+
+def open_power_controller(
+    sysroot: str | Path = "/", backend: str = "auto", *, gpus: Sequence[str] | None = None
+) -> PowerController:
+    """A Jetson's controller (:func:`open_controller`), else one for the NVML GPUs of a desktop or server.
+
+    Raises :class:`~edge.errors.NotJetsonError` (exit code 8) when the machine has neither.
+    """
+    if device.jetson_info(sysroot) is not None:
+        return open_controller(sysroot, backend)
+    from edge.power.nvml import DesktopController, NvmlPower
+
+    try:
+        return DesktopController(NvmlPower(gpus))
+    except PowerError as exc:
+        if gpus and "--gpu" in str(exc):
+            raise
+        raise no_power_control(sysroot, exc) from exc
+
+
+def no_power_control(sysroot: str | Path, why: object) -> NotJetsonError:
+    """The one line for a machine with neither a Jetson's tools nor an NVML GPU."""
+    return device.not_jetson(sysroot, why)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.errors import NotJetsonError, PowerError, first_line
@@ -62,6 +62,7 @@ class Mode:
 
     id: int
     name: str
+    watts: float | None = field(default=None, compare=False)  # a desktop mode's total power limit
 
     def __str__(self) -> str:
         return f"{self.name} (id {self.id})"
@@ -125,11 +126,13 @@ class ModeList:
 
 
 def power_rank(mode: Mode) -> float:
-    """A sort key for how much power a mode allows: watts in the name, MAXN* above any number.
+    """A sort key for how much power a mode allows: a desktop mode's watts, else watts in the name, MAXN* above any number.
 
     Names without a wattage (custom modes) rank at 0, below every named budget, so the policy never
     steps *up* into one by mistake.
     """
+    if mode.watts is not None:
+        return mode.watts
     name = mode.name.upper()
     if name.startswith("MAXN"):
         return math.inf
@@ -223,12 +226,13 @@ def require_jetson(sysroot: str | Path = "/") -> JetsonInfo:
     return info
 
 
-def not_jetson(sysroot: str | Path = "/") -> NotJetsonError:
+def not_jetson(sysroot: str | Path = "/", nvml: object = None) -> NotJetsonError:
+    """Exit code 8: not a Jetson, and (with ``nvml``, why NVML failed) no desktop GPU to control either."""
     where = "" if str(sysroot) in ("/", "") else f" under {sysroot}"
-    return NotJetsonError(
-        f"not a Jetson: no /{TEGRA_RELEASE} and no tegra entry in /{DT_COMPATIBLE}{where}; "
-        "power modes and clocks are Jetson-only"
-    )
+    why = f"no /{TEGRA_RELEASE} and no tegra entry in /{DT_COMPATIBLE}{where}"
+    if nvml is None:
+        return NotJetsonError(f"not a Jetson: {why}; nvpmodel modes and jetson_clocks are Jetson-only")
+    return NotJetsonError(f"no power control on this machine: not a Jetson ({why}) and no GPU through NVML ({nvml})")
 
 
 GPU_LOAD_PATHS = ("sys/devices/platform/gpu.0/load", "sys/devices/gpu.0/load")

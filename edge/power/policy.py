@@ -31,7 +31,7 @@ from edge.errors import NotJetsonError, PowerError
 from edge.observer import FrameResult, PipelineControl, PipelineStats
 from edge.power import device
 from edge.power.config import PowerConfig
-from edge.power.control import PowerController, open_controller
+from edge.power.control import PowerController, open_power_controller
 from edge.power.device import Mode, ModeList, power_rank
 from edge.power.telemetry import TelemetrySample, TelemetrySampler, open_telemetry
 
@@ -52,8 +52,10 @@ class PowerPolicy:
         sysroot: str | Path = "/",
         interval: float = 2.0,
         threaded: bool = True,
+        gpus: list[str] | None = None,
     ) -> None:
         self.config = config
+        self.gpus = gpus  # desktop GPUs (index or UUID) whose limits the policy sets; None: all
         self.controller = controller
         self.clock = clock
         self.events = events
@@ -78,7 +80,8 @@ class PowerPolicy:
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
-    def needs_jetson(self) -> bool:
+    def needs_device(self) -> bool:
+        """True when the section changes the device (a Jetson's modes and clocks, or NVML GPUs' limits)."""
         c = self.config
         return any(v is not None for v in (c.mode, c.clocks, c.idle_mode, c.thermal_limit_c))
 
@@ -97,7 +100,7 @@ class PowerPolicy:
             self._last_detection = self.clock()
             self._started = True
             atexit.register(self.close)  # an exit through SystemExit (edge run's SIGTERM handler) restores too
-            if self.needs_jetson:
+            if self.needs_device:
                 try:
                     self._start_device()
                 except BaseException:
@@ -109,7 +112,7 @@ class PowerPolicy:
     def _start_device(self) -> None:
         if self.controller is None:
             try:
-                self.controller = open_controller(self.sysroot)
+                self.controller = open_power_controller(self.sysroot, gpus=self.gpus)
             except NotJetsonError as exc:
                 raise NotJetsonError(
                     f"{exc}; the run config's power section (mode, clocks, idle_mode, thermal_limit_c) "
@@ -192,7 +195,7 @@ class PowerPolicy:
         self.close()
 
     def close(self) -> None:
-        """Stop sampling and restore fps cap, mode and clocks (idempotent; errors are logged)."""
+        """Stop sampling and restore fps cap, mode (or desktop power limits) and clocks (idempotent; errors are logged)."""
         self.telemetry.stop()
         with self._lock:
             if not self._started:
@@ -218,7 +221,7 @@ class PowerPolicy:
             prev = self._previous_mode
             if prev is not None and self._applied is not None and self._applied.id != prev.id:
                 try:
-                    ctl.set_mode(prev.name)
+                    ctl.restore_mode(prev)
                     self._emit("power", f"power mode {self._applied.name} -> {prev.name} (stop)", "stop")
                     self._applied = prev
                 except PowerError as exc:

@@ -179,10 +179,9 @@ class NvmlTelemetry:
     """Desktop GPUs through NVML; :class:`PowerError` when nvidia-ml-py or the driver is missing."""
 
     def __init__(self) -> None:
-        try:
-            import pynvml
-        except ImportError as exc:
-            raise PowerError("NVML telemetry needs nvidia-ml-py (`pip install nvidia-ml-py`)") from exc
+        from edge.power.nvml import load_nvml
+
+        pynvml = load_nvml()
         try:
             pynvml.nvmlInit()
         except pynvml.NVMLError as exc:

@@ -135,22 +135,15 @@ def test_errors(args, behaviour, code, error, make_jetson, capsys, monkeypatch) 
     assert jetson.mode_id() == 2
 
 
-@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["modes"], ["set", "MAXN"], ["clocks", "on"]])
-def test_not_a_jetson(args, desktop: Path, capsys) -> None:
+@pytest.mark.parametrize("args", [["status"], ["modes"], ["set", "MAXN"], ["clocks", "on"]])
+def test_not_a_jetson_and_no_nvml_here(args, desktop: Path, capsys) -> None:
+    """This machine's own NVML (pynvml without a driver, or a GPU): a Jetson-style command never half-works."""
     code, out, err = edge(capsys, *args, "--sysroot", str(desktop))
-    assert code == 8
-    assert err == (
-        "error: not a Jetson: no /etc/nv_tegra_release and no tegra entry in /proc/device-tree/compatible "
-        f"under {desktop}; power modes and clocks are Jetson-only\n"
-    )
-    if args[0] != "status":
-        assert out == ""
-    elif "--json" in args:
-        report = json.loads(out)
-        assert report["jetson"] is False
-        assert (report["nvml"] is None) == (report["nvml_error"] is not None)
-    else:  # desktops print NVML telemetry, or why there is none
-        assert out.startswith(("GPU 0 ", "telemetry: NVML"))
+    if code == 8:  # no NVIDIA driver here: one line (tests/power/test_nvml.py pins its exact text)
+        assert out == "" and err.startswith("error: no power control on this machine: not a Jetson (no /etc/")
+        assert len(err.splitlines()) == 1
+    else:  # a machine with an NVIDIA driver: desktop names, never nvpmodel's
+        assert code in (0, 7) and "nvpmodel" not in out + err
 
 
 def test_python_m_edge_power(make_jetson) -> None:

@@ -108,7 +108,7 @@ def test_not_a_jetson(desktop: Path) -> None:
         device.require_jetson(desktop)
     assert str(err.value) == (
         "not a Jetson: no /etc/nv_tegra_release and no tegra entry in /proc/device-tree/compatible "
-        f"under {desktop}; power modes and clocks are Jetson-only"
+        f"under {desktop}; nvpmodel modes and jetson_clocks are Jetson-only"
     )
     assert err.value.exit_code == 8
     assert device.clocks_pinned(desktop) is None

@@ -230,13 +230,17 @@ def test_a_failed_switch_is_an_event_and_the_run_goes_on(make_jetson, monkeypatc
             {"mode": "MAXN"},
             0,
             NotJetsonError,
-            "not a Jetson: no /etc/nv_tegra_release and no tegra entry in /proc/device-tree/compatible under "
-            "{root}; power modes and clocks are Jetson-only; the run config's power section (mode, clocks, "
+            "no power control on this machine: not a Jetson (no /etc/nv_tegra_release and no tegra entry in "
+            "/proc/device-tree/compatible under {root}) and no GPU through NVML (NVML is not available (NVML "
+            "Shared Library Not Found): no NVIDIA driver on this machine); the run config's power section (mode, clocks, "
             "idle_mode, thermal_limit_c) needs one: remove those keys (fps_idle with idle_after works anywhere)",
         ),
     ],
 )
-def test_start_errors_change_nothing(module, power, euid, error, message, make_jetson, desktop) -> None:
+def test_start_errors_change_nothing(module, power, euid, error, message, make_jetson, desktop, monkeypatch) -> None:
+    from .nvml_standin import FakeNvml  # a desktop without an NVIDIA driver
+
+    monkeypatch.setattr("edge.power.nvml.load_nvml", lambda: FakeNvml([], driver=False))
     jetson = make_jetson(module) if module else None
     run = Run(jetson, euid=euid, **power)
     if jetson is None:
