@@ -1,6 +1,6 @@
 """The ``edge run`` configuration file, validated in one place.
 
-    model: face.bundle                # or {bundle: face.bundle, backend: auto, warmup: 2, threads: 0}
+    model: face.bundle                # or {bundle: face.bundle, backend: auto, warmup: 2, threads: 0, gpu: 0}
     source: rtsp://camera:8554/live   # or sources: [csi://0, file://clip.mp4]
     sinks: [jsonl://events.jsonl, file://annotated.mp4, mjpeg://0.0.0.0:8080]
     pipeline: {fps_cap: 15, stride: 1, max_frames: null, duration: 10m, batch: null, queue_size: 2}
@@ -48,6 +48,7 @@ class ModelConfig:
     backend: str | None = None  # None: the best artifact for this machine
     warmup: int = 2
     threads: int = 0  # ONNX Runtime intra-op threads (0: its default)
+    gpu: str | None = None  # which GPU of several: nvidia-smi's index or UUID (None: GPU 0)
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,23 @@ def _model(r: Reader) -> ModelConfig:
         backend=None if backend == "auto" else backend,
         warmup=m.int("warmup", 2, min=0),
         threads=m.int("threads", 0, min=0),
+        gpu=_gpu(m),
     )
     m.finish()
     return cfg
+
+
+def _gpu(m: Reader) -> str | None:
+    """``model.gpu``: an index (0, 1, ...) or a GPU UUID (``GPU-...``); checked against the machine at load."""
+    value = m.raw("gpu", None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, int) and value < 0):
+        raise ConfigError(f"{m.where('gpu')}: expected a GPU index (0, 1, ...) or UUID (GPU-...), got {value!r}")
+    text = str(value).strip()
+    if not (text.isdigit() or text.lower().startswith(("gpu-", "mig-"))):
+        raise ConfigError(f"{m.where('gpu')}: expected a GPU index (0, 1, ...) or UUID (GPU-...), got {value!r}")
+    return text
 
 
 def _sources(r: Reader) -> list[str]:

@@ -43,6 +43,8 @@ class Machine:
     gpu_count: int = 0
     model: str | None = None
     gpus: tuple[gpu_mod.GpuInfo, ...] = field(default=())
+    gpu_index: int | None = None  # the GPU this machine's facts describe (``detect(gpu=...)``, else GPU 0)
+    gpu_uuid: str | None = None
 
     @property
     def is_jetson(self) -> bool:
@@ -65,7 +67,18 @@ class Machine:
             "driver_version": self.driver_version,
             "super_flash": self.super_flash,
             "gpu_count": self.gpu_count,
-            "gpus": [{"name": g.name, "compute_capability": g.compute_capability} for g in self.gpus],
+            "gpu_index": self.gpu_index,
+            "gpu_uuid": self.gpu_uuid,
+            "gpus": [
+                {
+                    "index": g.index,
+                    "uuid": g.uuid,
+                    "name": g.name,
+                    "compute_capability": g.compute_capability,
+                    "target": gpu_mod.CC_TARGETS.get(g.compute_capability or "", "generic"),
+                }
+                for g in self.gpus
+            ],
         }
 
 
@@ -74,12 +87,15 @@ def detect(
     *,
     nvidia_smi: str | None = "nvidia-smi",
     nvml: bool | None = None,
+    gpu: str | int | None = None,
 ) -> Machine:
     """Identify the machine whose files are under ``sysroot``.
 
     ``nvidia_smi`` is the command (looked up on PATH) or path to ask for discrete GPUs; None skips it.
     ``nvml`` asks the real driver through NVML first; by default only when ``sysroot`` is ``/``, since
     NVML cannot be pointed at a test sysroot (tests put an ``nvidia-smi`` stand-in on PATH instead).
+    ``gpu`` (``--gpu INDEX|UUID``) picks which of several GPUs the platform, compute capability and name
+    describe (default GPU 0), so each GPU of a mixed box selects its own plan.
     """
     root = Path(sysroot)
     if not root.is_dir():
@@ -96,8 +112,10 @@ def detect(
     model = model_lines[0] if model_lines else None
     is_tegra = release is not None or any("tegra" in c for c in compatible)
     if is_tegra:
+        if gpu is not None and str(gpu).strip() not in ("", "0"):
+            raise ConfigError(f"--gpu {gpu}: a Jetson has one integrated GPU, GPU 0")
         return _detect_jetson(root, release, compatible, model, versions)
-    return _detect_discrete(root, nvidia_smi, nvml, model, versions)
+    return _detect_discrete(root, nvidia_smi, nvml, model, versions, gpu)
 
 
 def _detect_jetson(
@@ -142,6 +160,7 @@ def _detect_jetson(
         compute_capability=cc,
         super_flash=super_flash,
         gpu_count=1 if platform.family == "jetson" else 0,
+        gpu_index=0 if platform.family == "jetson" else None,
         model=model,
         tensorrt_version=versions["tensorrt_version"],
         tensorrt_rtx_version=versions["tensorrt_rtx_version"],
@@ -161,7 +180,12 @@ def _check_devkit_memory(root: Path, compatible: list[str], platform: Platform, 
 
 
 def _detect_discrete(
-    root: Path, nvidia_smi: str | None, nvml: bool, model: str | None, versions: dict[str, str | None]
+    root: Path,
+    nvidia_smi: str | None,
+    nvml: bool,
+    model: str | None,
+    versions: dict[str, str | None],
+    gpu: str | int | None = None,
 ) -> Machine:
     notes: list[str] = []
     query: gpu_mod.GpuQuery | None = None
@@ -176,12 +200,15 @@ def _detect_discrete(
     gpus = query.gpus if query is not None and query.gpus else ()
     cuda = cuda_toolkit_version(root) or (query.cuda_version if query is not None else None)
     common: dict[str, Any] = {"cuda_version": cuda, "model": model, "gpus": gpus, "gpu_count": len(gpus), **versions}
-    if not gpus:
+    chosen = gpu_mod.choose_gpu(gpus, gpu)
+    if chosen is None:
         reason = "not a Jetson and no NVIDIA GPU found (" + "; ".join(notes) + ")"
         return Machine(platform=get_target("cpu"), reason=reason, **common)
-    first = gpus[0]
-    others = f"; {len(gpus)} GPUs, using GPU 0" if len(gpus) > 1 else ""
-    seen = f"GPU 0 '{first.name}' (compute capability {first.compute_capability or 'unknown'}) via {notes[-1]}"
+    first = chosen
+    others = f"; {len(gpus)} GPUs, using GPU {first.index}" if len(gpus) > 1 else ""
+    seen = (
+        f"GPU {first.index} '{first.name}' (compute capability {first.compute_capability or 'unknown'}) via {notes[-1]}"
+    )
     target_id = gpu_mod.CC_TARGETS.get(first.compute_capability or "")
     if target_id is None:
         known = ", ".join(f"{cc} {t}" for cc, t in gpu_mod.CC_TARGETS.items())
@@ -196,6 +223,8 @@ def _detect_discrete(
         gpu_name=first.name,
         compute_capability=first.compute_capability,
         driver_version=first.driver_version,
+        gpu_index=first.index,
+        gpu_uuid=first.uuid,
         **common,
     )
 

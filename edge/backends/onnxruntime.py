@@ -46,7 +46,9 @@ class OnnxRuntimeBackend(Backend):
 
     ``io_binding`` (default: on for GPU providers) binds inputs and outputs once per call so ONNX Runtime
     copies each tensor once; ``intra_op_threads`` caps the CPU threads (0 = ONNX Runtime's default).
-    ``require_provider`` makes a silent fallback to the CPU an error (a pinned GPU backend).
+    ``require_provider`` makes a silent fallback to the CPU an error (a pinned GPU backend). ``device`` is
+    the GPU the CUDA provider runs on: a CUDA ordinal or a GPU UUID (found among CUDA's devices through
+    cuda-python, see :func:`edge.backends.cuda.resolve_device`), given as the provider's ``device_id``.
     """
 
     name = "onnxruntime"
@@ -61,6 +63,7 @@ class OnnxRuntimeBackend(Backend):
         intra_op_threads: int = 0,
         io_binding: bool | None = None,
         require_provider: bool = False,
+        device: int | str = 0,
     ) -> None:
         super().__init__(inputs, outputs)
         self.path = os.fspath(path)
@@ -68,6 +71,7 @@ class OnnxRuntimeBackend(Backend):
         self.intra_op_threads = intra_op_threads
         self._io_binding = io_binding
         self._require = require_provider
+        self.device = device
         self._session: Any = None
         self._names: list[str] = []
         self.active_providers: tuple[str, ...] = ()
@@ -88,8 +92,12 @@ class OnnxRuntimeBackend(Backend):
         opts.log_severity_level = 3
         have = set(ort.get_available_providers())
         providers = [p for p in self.providers if p in have] or ["CPUExecutionProvider"]
+        chosen: list[Any] = list(providers)
+        if "CUDAExecutionProvider" in providers and self.device not in (0, None):
+            options = {"device_id": str(self._device_id())}
+            chosen = [(p, options) if p == "CUDAExecutionProvider" else p for p in providers]
         try:
-            self._session = ort.InferenceSession(self.path, opts, providers=providers)
+            self._session = ort.InferenceSession(self.path, opts, providers=chosen)
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise EngineError(f"onnxruntime: cannot load {self.path}: {first_line(exc, type(exc).__name__)}") from None
         self.active_providers = tuple(self._session.get_providers())
@@ -108,6 +116,14 @@ class OnnxRuntimeBackend(Backend):
         outputs = [_spec(a) for a in self._session.get_outputs()]
         self._names = [o.name for o in outputs]
         return inputs, outputs
+
+    def _device_id(self) -> int:
+        """The CUDA ordinal of ``device`` (a UUID needs cuda-python to be found; else it is an error)."""
+        if isinstance(self.device, int):
+            return self.device
+        from edge.backends import cuda
+
+        return cuda.resolve_device(self.device)
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:

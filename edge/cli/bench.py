@@ -24,6 +24,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("bundle", help="bundle directory (from `edge build`)")
     p.add_argument("--backend", choices=("auto", *BACKEND_CHOICES), default="auto", help="pin a backend")
+    p.add_argument(
+        "--gpu",
+        metavar="INDEX|UUID",
+        help="which GPU on a machine with several: nvidia-smi's index or UUID, as `edge info` lists them (default 0)",
+    )
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--iterations", type=int, default=100, help="timed calls (default 100)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
@@ -64,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.iterations < 1 or args.warmup < 0:
         raise ConfigError("--batch and --iterations must be >= 1, --warmup >= 0")
     backend = None if args.backend == "auto" else args.backend
-    with load(args.bundle, backend, warmup=0, intra_op_threads=args.threads, cuda_graph=args.cuda_graph) as model:
+    with load(
+        args.bundle, backend, warmup=0, intra_op_threads=args.threads, cuda_graph=args.cuda_graph, gpu=args.gpu
+    ) as model:
         print(f"benchmarking {model.manifest.name}: {model.artifact.file} on {model.backend_name}", file=sys.stderr)
         result = benchmark(model, batch=args.batch, iterations=args.iterations, warmup=args.warmup, progress=Progress())
     print(json.dumps(result, indent=2) if args.json else format_report(result))

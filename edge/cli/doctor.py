@@ -30,6 +30,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--atol", type=float, help="absolute tolerance (default by precision)")
     p.add_argument("--rtol", type=float, help="relative tolerance (default by precision)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--gpu",
+        metavar="INDEX|UUID",
+        help="which GPU on a machine with several: nvidia-smi's index or UUID, as `edge info` lists them (default 0)",
+    )
     p.set_defaults(func=run)
 
 
@@ -159,7 +164,7 @@ def check_bundle(path: str, atol: float | None, rtol: float | None, facts: Any) 
         print(f"checking {art.file} on {choice.label} ...", file=sys.stderr, flush=True)
         try:
             # pinned: a CUDA provider that does not start is a failure, not a CPU run compared with the CPU
-            backend = make_backend(bundle, choice, state_dir=_state_dir(), pinned=choice.label)
+            backend = make_backend(bundle, choice, state_dir=_state_dir(), pinned=choice.label, device=facts.device)
             with backend:
                 outputs = backend.infer(feeds)
             entry.update(compare(outputs, reference, a_tol, r_tol))
@@ -220,8 +225,8 @@ def run(args: argparse.Namespace) -> int:
     import platforms
     from edge.runtime import detect_facts
 
-    machine_obj = platforms.detect()
-    facts = detect_facts()
+    machine_obj = platforms.detect(gpu=args.gpu)
+    facts = detect_facts(gpu=args.gpu)
     machine = {
         "target": facts.target,
         "reason": machine_obj.reason,

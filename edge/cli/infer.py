@@ -33,6 +33,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     p.add_argument("--save", type=Path, metavar="DIR", help="write annotated images (or .npz for raw outputs)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: its default)")
+    p.add_argument(
+        "--gpu",
+        metavar="INDEX|UUID",
+        help="which GPU on a machine with several: nvidia-smi's index or UUID, as `edge info` lists them (default 0)",
+    )
     p.set_defaults(func=run)
 
 
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     images = [(path, load_image(path)) for path in args.images]
     backend = None if args.backend == "auto" else args.backend
     used: set[str] = set()
-    with load(args.bundle, backend, intra_op_threads=args.threads) as model:
+    with load(args.bundle, backend, intra_op_threads=args.threads, gpu=args.gpu) as model:
         if args.save is not None:
             try:
                 args.save.mkdir(parents=True, exist_ok=True)

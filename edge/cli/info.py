@@ -24,6 +24,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--targets", action="store_true", help="list every target id with its facts")
     parser.add_argument("--sysroot", default="/", help=argparse.SUPPRESS)
     parser.add_argument("--nvidia-smi", default="nvidia-smi", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--gpu", metavar="INDEX|UUID", help="describe this GPU of several (default 0); every GPU is listed anyway"
+    )
     parser.set_defaults(func=run)
 
 
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(format_targets(targets))
         return 0
-    machine = platforms.detect(args.sysroot, nvidia_smi=args.nvidia_smi or None)
+    machine = platforms.detect(args.sysroot, nvidia_smi=args.nvidia_smi or None, gpu=args.gpu)
     backends = backends_here(machine)
     if args.json:
         data = machine.to_dict()
@@ -125,6 +128,15 @@ def format_machine(machine: Machine, backends: list[dict[str, Any]]) -> str:
         ("TensorRT-RTX", machine.tensorrt_rtx_version or "not installed"),
         ("GPU", gpu),
     ]
+    if len(machine.gpus) > 1:  # every GPU, as `--gpu INDEX|UUID` names them; the facts above describe one
+        from platforms.gpu import CC_TARGETS
+
+        for g in machine.gpus:
+            target = CC_TARGETS.get(g.compute_capability or "", "generic")
+            mark = " (selected)" if g.index == machine.gpu_index else ""
+            rows.append(
+                (f"GPU {g.index}", f"{g.name}, sm {g.compute_capability or '?'}, {target}, {g.uuid or '-'}{mark}")
+            )
     if p.is_jetson:
         modes = " ".join(str(m) for m in p.modes(machine.super_flash)) or "not in the profile"
         default = p.default_mode(machine.super_flash)

@@ -38,6 +38,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sink", action="append", metavar="URI", help="sink URI (repeat for several)")
     p.add_argument("--backend", help="pin a backend (default: the best for this machine)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (0: its default)")
+    p.add_argument(
+        "--gpu",
+        metavar="INDEX|UUID",
+        help="which GPU on a machine with several: nvidia-smi's index or UUID, as `edge info` lists them (default 0)",
+    )
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--duration", metavar="S", help="stop after a duration (30, 30s, 5m)")
     p.add_argument("--fps-cap", type=float, metavar="FPS", help="process at most FPS frames per second")
@@ -72,11 +77,13 @@ def config_from_args(args: argparse.Namespace) -> Any:
         data["model"] = (
             args.model if not isinstance(data.get("model"), dict) else {**data["model"], "bundle": args.model}
         )
-    if args.backend or args.threads is not None:
+    if args.backend or args.threads is not None or getattr(args, "gpu", None) is not None:
         model = data.get("model")
         model = dict(model) if isinstance(model, dict) else {"bundle": model}
         if args.backend:
             model["backend"] = args.backend
+        if getattr(args, "gpu", None) is not None:
+            model["gpu"] = args.gpu
         if args.threads is not None:
             model["threads"] = args.threads
         data["model"] = model
@@ -137,7 +144,7 @@ def execute(
     if not sinks:
         log.warning("no sinks: results are counted but not written (add --sink jsonl://events.jsonl)")
     m = cfg.model
-    model = load(m.bundle, m.backend, warmup=m.warmup, intra_op_threads=m.threads)
+    model = load(m.bundle, m.backend, warmup=m.warmup, intra_op_threads=m.threads, gpu=m.gpu)
     attached: list[Any] = []
     try:
         p = cfg.pipeline

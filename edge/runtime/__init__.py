@@ -34,12 +34,15 @@ def default_state_dir() -> Path:
     return Path(base) / "edge"
 
 
-def detect_facts(sysroot: str = "/") -> Facts:
-    """This machine's facts for artifact selection: ``platforms.detect()``, a CUDA probe, ONNX Runtime providers."""
+def detect_facts(sysroot: str = "/", gpu: str | int | None = None) -> Facts:
+    """This machine's facts for artifact selection: ``platforms.detect()``, a CUDA probe, ONNX Runtime providers.
+
+    ``gpu`` (``--gpu INDEX|UUID``) picks the GPU the facts describe on a box with several (default GPU 0).
+    """
     import platforms
     from edge.backends.onnxruntime import available_providers
 
-    machine = platforms.detect(sysroot)
+    machine = platforms.detect(sysroot, gpu=gpu)
     if getattr(machine, "compute_capability", None) or int(getattr(machine, "gpu_count", 0) or 0) > 0:
         from edge.backends.cuda import cuda_available
 
@@ -76,11 +79,13 @@ def make_backend(
     intra_op_threads: int = 0,
     pinned: str | None = None,
     cuda_graph: str = "none",
+    device: int | str = 0,
 ) -> Backend:
     """The backend object for a selected artifact (not yet loaded); the artifact's sha256 is checked here.
 
     ``pinned="onnxruntime-cuda"`` makes a CUDA provider that does not start an error instead of a silent
-    fall-back to the CPU; ``cuda_graph`` is the TensorRT-RTX CUDA graph strategy (``none`` or ``whole``).
+    fall-back to the CPU; ``cuda_graph`` is the TensorRT-RTX CUDA graph strategy (``none`` or ``whole``);
+    ``device`` is the GPU (``Facts.device``: its UUID, or a CUDA ordinal) the backend sets its device and stream on.
     """
     m = bundle.manifest
     if choice.backend == "onnxruntime":
@@ -93,16 +98,23 @@ def make_backend(
             providers=choice.providers,
             intra_op_threads=intra_op_threads,
             require_provider=pinned == "onnxruntime-cuda",
+            device=device,
         )
     plan = bundle.read_verified(choice.artifact)
     if choice.backend == "tensorrt":
         from edge.backends.tensorrt import TensorRTBackend
 
-        return TensorRTBackend(plan, m.inputs, m.outputs, artifact=choice.artifact)
+        return TensorRTBackend(plan, m.inputs, m.outputs, artifact=choice.artifact, device=device)
     from edge.backends.tensorrt_rtx import TensorRTRTXBackend
 
     return TensorRTRTXBackend(
-        plan, m.inputs, m.outputs, artifact=choice.artifact, state_dir=state_dir, cuda_graph=cuda_graph
+        plan,
+        m.inputs,
+        m.outputs,
+        artifact=choice.artifact,
+        state_dir=state_dir,
+        cuda_graph=cuda_graph,
+        device=device,
     )
 
 
@@ -115,6 +127,7 @@ def load(
     facts: Facts | None = None,
     intra_op_threads: int = 0,
     cuda_graph: str = "none",
+    gpu: str | int | None = None,
 ) -> Model:
     """Open a bundle, pick the artifact for this machine (or the pinned ``backend``), load it and warm it up.
 
@@ -123,19 +136,40 @@ def load(
     example inputs before the first real frame. ``facts``: this machine (default :func:`detect_facts`).
     ``cuda_graph``: TensorRT-RTX's CUDA graph strategy, ``none`` or ``whole`` (WHOLE_GRAPH_CAPTURE).
     A pinned ``onnxruntime-cuda`` whose CUDA provider does not start is an EngineError, not a CPU fall-back.
+    ``gpu``: which GPU of several (``--gpu INDEX|UUID``, nvidia-smi's numbering); the artifact is chosen for
+    that GPU and the backend runs on it.
     """
     if cuda_graph not in CUDA_GRAPH:
         raise ConfigError(f"cuda_graph: {cuda_graph!r} is not one of {', '.join(CUDA_GRAPH)}")
     b = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
     if backend == "auto":
         backend = None
-    here = facts if facts is not None else (_onnx_cpu_only(b, backend) or detect_facts())
-    choice = select_artifact(here, b.manifest.artifacts, backend, bundle=str(b.path), source=b.manifest.source)
+    if facts is not None:
+        here = facts
+    elif gpu is not None:  # detect even for an ONNX-only bundle: a wrong --gpu is an error, not ignored
+        here = detect_facts(gpu=gpu)
+    else:
+        here = _onnx_cpu_only(b, backend) or detect_facts()
+    command = b.manifest.builder.get("command") if isinstance(b.manifest.builder, dict) else None
+    choice = select_artifact(
+        here,
+        b.manifest.artifacts,
+        backend,
+        bundle=str(b.path),
+        source=b.manifest.source,
+        command=command if isinstance(command, str) else None,
+    )
     for file, why in choice.skipped:
         log.info("skipped %s: %s", file, why)
     state = Path(state_dir) if state_dir is not None else default_state_dir()
     impl = make_backend(
-        b, choice, state_dir=state, intra_op_threads=intra_op_threads, pinned=backend, cuda_graph=cuda_graph
+        b,
+        choice,
+        state_dir=state,
+        intra_op_threads=intra_op_threads,
+        pinned=backend,
+        cuda_graph=cuda_graph,
+        device=here.device,
     )
     impl.load()
     model = Model(b, choice, impl)

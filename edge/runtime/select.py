@@ -47,6 +47,8 @@ class Facts:
     dla_cores: int = 0
     trt_flavour: str | None = None  # the target's preferred flavour
     ort_providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    gpu_index: int | None = None  # which GPU (nvidia-smi's index) these facts describe, on a multi-GPU box
+    gpu_uuid: str | None = None  # its UUID: how the backend finds it among CUDA's devices
 
     @classmethod
     def from_machine(
@@ -66,12 +68,20 @@ class Facts:
             dla_cores=int(getattr(platform, "dla_cores", 0) or 0),
             trt_flavour=getattr(platform, "trt_flavour", None),
             ort_providers=tuple(ort_providers),
+            gpu_index=getattr(machine, "gpu_index", None),
+            gpu_uuid=getattr(machine, "gpu_uuid", None),
         )
+
+    @property
+    def device(self) -> int | str:
+        """What a backend is given to find its GPU: the UUID when known, else the index (0 by default)."""
+        return self.gpu_uuid or (self.gpu_index or 0)
 
     def describe(self) -> str:
         parts = [f"target {self.target}"]
         if self.gpu_name or self.compute_capability:
-            parts.append(f"GPU {self.gpu_name or '?'} (sm {self.compute_capability or '?'})")
+            which = f"GPU {self.gpu_index} " if self.gpu_index else "GPU "
+            parts.append(f"{which}{self.gpu_name or '?'} (sm {self.compute_capability or '?'})")
         if not self.cuda:
             parts.append("no usable CUDA GPU")
         parts.append(f"TensorRT {self.tensorrt_version or 'not installed'}")

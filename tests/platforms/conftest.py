@@ -79,19 +79,27 @@ def make_sysroot(tmp_path: Path) -> SysrootFactory:
     return make
 
 
+def smi_uuid(index: int) -> str:
+    """The UUID the nvidia-smi stand-in gives GPU ``index``."""
+    return f"GPU-{index}0000000-1111-2222-3333-444444444444"
+
+
 @pytest.fixture
 def fake_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
     """Put an ``nvidia-smi`` stand-in first on PATH (hardware-boundary double: there is no GPU here).
 
     It answers only the exact query the kit makes (anything else exits 2, so a wrong query fails the
-    test), printing ``rows`` as CSV without header, or failing with ``exit_code`` and ``message``.
+    test), printing ``rows`` (``name, compute_cap, driver_version``) as nvidia-smi prints them, with
+    ``index, uuid,`` in front (UUIDs ``GPU-<index>0000000-...``), or failing with ``exit_code`` and
+    ``message``. It does not model MIG devices or GPUs the driver cannot reach.
     """
 
     def install(rows: Sequence[str] = (), exit_code: int = 0, message: str = "") -> Path:
         bindir = tmp_path / "bin"
         bindir.mkdir(exist_ok=True)
         script = bindir / "nvidia-smi"
-        expected = ["--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"]
+        expected = ["--query-gpu=index,uuid,name,compute_cap,driver_version", "--format=csv,noheader"]
+        rows = [f"{i}, {smi_uuid(i)}, {row}" for i, row in enumerate(rows)]
         script.write_text(
             f"#!{sys.executable}\n"
             "import sys\n"

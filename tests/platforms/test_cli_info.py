@@ -86,7 +86,7 @@ def test_info_text_on_a_jetson_sysroot(make_sysroot: Any, capsys: pytest.Capture
     ("argv", "code", "error"),
     [
         (["--sysroot", "/nonexistent/sysroot"], 2, "error: sysroot '/nonexistent/sysroot' is not a directory"),
-        (["--bogus"], 2, "unrecognized arguments: --bogus"),
+        (["--bogus"], 2, "--bogus"),
     ],
 )
 def test_info_errors(capsys: pytest.CaptureFixture[str], argv: list[str], code: int, error: str) -> None:
