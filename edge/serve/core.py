@@ -35,6 +35,7 @@ class DataPlane:
         self._token_digest = hashlib.sha256(token).digest() if token is not None else None
         self.accepting = True
         self.inflight = 0
+        self.answered = 0  # inference requests taken and answered (a result or an error)
         self._quiet = asyncio.Event()
         self._quiet.set()
 
@@ -75,6 +76,7 @@ class DataPlane:
     # ---- inference -----------------------------------------------------------------------------------
     async def infer(self, req: InferRequest) -> InferResponse:
         if not self.accepting:
+            self.answered += 1
             raise RequestError("unavailable", "the server is shutting down; retry on another replica")
         start = time.perf_counter()
         deadline = time.monotonic() + self.limits.request_timeout_s
@@ -99,6 +101,7 @@ class DataPlane:
             self._count(req, served, False, start, "internal")
             raise RequestError("internal", f"internal error: {first_line(exc, type(exc).__name__)}") from None
         finally:
+            self.answered += 1
             self.inflight -= 1
             if self.inflight == 0:
                 self._quiet.set()

@@ -3,7 +3,8 @@
 The service definition and messages are Triton's (``grpc_service.proto``, a superset of KServe's
 ``GRPCInferenceService``), compiled by the tritonclient package (``tritonclient.grpc.service_pb2*``), so
 the server and tritonclient.grpc share one wire format. RPCs without a counterpart here (shared memory,
-trace and log settings, statistics, streaming) answer UNIMPLEMENTED through the generated base class.
+trace and log settings, statistics, streaming) answer UNIMPLEMENTED. Requests are parsed by the handlers
+here, so a malformed message is INVALID_ARGUMENT.
 Auth: ``authorization: Bearer TOKEN`` metadata on every RPC but ServerLive, ServerReady and ModelReady.
 """
 
@@ -185,5 +186,42 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
         return np.asarray(values, dtype=DATATYPES[t.datatype]).reshape(shape)
 
 
+IMPLEMENTED = (
+    "ServerLive",
+    "ServerReady",
+    "ModelReady",
+    "ServerMetadata",
+    "ModelMetadata",
+    "ModelConfig",
+    "ModelInfer",
+    "RepositoryIndex",
+    "RepositoryModelLoad",
+    "RepositoryModelUnload",
+)
+
+
+def _handler(method: Any, request_cls: Any, response_cls: Any) -> Any:
+    """A unary handler that parses the request itself: a malformed message is INVALID_ARGUMENT, not a crash."""
+
+    async def call(data: bytes, context: grpc.aio.ServicerContext) -> Any:
+        request = request_cls()
+        try:
+            request.ParseFromString(data)
+        except Exception as exc:  # protobuf's DecodeError (its module ships no type hints)
+            await _abort(context, RequestError("invalid", f"malformed {request_cls.DESCRIPTOR.full_name} ({exc})"))
+        return await method(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(call, response_serializer=response_cls.SerializeToString)
+
+
 def add_to_server(server: grpc.aio.Server, plane: DataPlane) -> None:
-    pbg.add_GRPCInferenceServiceServicer_to_server(Servicer(plane), server)
+    """Register the implemented RPCs; the rest of Triton's service answers UNIMPLEMENTED."""
+    servicer = Servicer(plane)
+    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    handlers = {}
+    for name in IMPLEMENTED:
+        m = service.methods_by_name[name]
+        handlers[name] = _handler(
+            getattr(servicer, name), getattr(pb, m.input_type.name), getattr(pb, m.output_type.name)
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))

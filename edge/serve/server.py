@@ -236,7 +236,8 @@ def run_server(
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-        log.info("stopped")
+        answered = server.plane.answered if server.plane is not None else 0
+        log.info("stopped: %d inference request(s) answered%s", answered, "" if clean else ", drain timed out")
         return 0 if clean else 1
 
     return asyncio.run(main())
