@@ -86,8 +86,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from edge.serve.server import Server, run_server
+    from edge.service.notify import ServeNotifier
 
     options = options_from_args(args)
+    notifier = ServeNotifier.from_env()  # sd_notify under systemd (edge service install); a no-op elsewhere
 
     def ready(server: Server) -> None:
         parts = []
@@ -98,5 +100,15 @@ def run(args: argparse.Namespace) -> int:
         assert server.repository is not None
         models = ", ".join(f"{r['name']}/{r['version']}" for r in server.repository.index() if r["state"] == "READY")
         print(f"serving {models} on {', '.join(parts)}", file=sys.stderr, flush=True)
+        notifier.on_ready(server)
 
-    return run_server(options, on_ready=ready)
+    try:
+        return run_server(
+            options,
+            on_ready=ready,
+            on_tick=notifier.on_tick,
+            on_stopping=notifier.on_stopping,
+            tick_s=notifier.tick_s,
+        )
+    finally:
+        notifier.close()

@@ -1,4 +1,4 @@
-"""sd_notify(3) from the running pipeline: READY, WATCHDOG, STATUS, STOPPING.
+"""sd_notify(3) from the running pipeline or ``edge serve``: READY, WATCHDOG, STATUS, STOPPING.
 
 The protocol is one datagram per notification, ``KEY=VALUE`` lines, sent to the unix socket named by
 ``$NOTIFY_SOCKET`` (a leading ``@`` names an abstract socket). Without ``NOTIFY_SOCKET`` every call is a
@@ -18,6 +18,7 @@ drain. A pipeline that ends on an error sends it from ``on_stop``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -197,3 +198,80 @@ class NotifyObserver:
 
 def _one_line(value: object) -> str:
     return str(value).replace("\n", " ")
+
+
+class ServeNotifier:
+    """sd_notify for ``edge serve``: the hooks of :func:`edge.serve.run_server`; harmless outside systemd.
+
+    - ``on_ready(server)``: ``READY=1`` (run_server calls it once every model is loaded and warmed up and the
+      listeners are bound), with the models and addresses in ``STATUS=``;
+    - ``on_tick()``: called by the server's event loop every ``tick_s``; sends ``WATCHDOG=1`` at most every
+      ``WatchdogSec/2``. A loop that hangs stops ticking, so systemd restarts the server;
+    - ``on_stopping()``: ``STOPPING=1`` when SIGTERM starts the drain (accepted requests are still answered).
+    """
+
+    def __init__(self, notifier: Notifier, interval: float | None, clock: Any = None) -> None:
+        import time
+
+        self.notifier = notifier
+        self.interval = interval
+        self._clock = clock or time.monotonic
+        self._pinged = -math.inf
+        self._status = "starting"
+        self._stopping = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServeNotifier:
+        return cls(Notifier.from_env(environ), watchdog_interval(environ))
+
+    @property
+    def tick_s(self) -> float:
+        """How often run_server should call :meth:`on_tick`: often enough for the watchdog, at most 1 s."""
+        return min(1.0, self.interval / 2) if self.interval else 1.0
+
+    def hooks(self) -> dict[str, Any]:
+        """Keyword arguments for ``run_server``."""
+        return {
+            "on_ready": self.on_ready,
+            "on_tick": self.on_tick,
+            "on_stopping": self.on_stopping,
+            "tick_s": self.tick_s,
+        }
+
+    def on_ready(self, server: Any) -> None:
+        self._status = serve_status(server)
+        self.notifier.notify(READY=1, STATUS=f"ready: {self._status}")
+        self._pinged = self._clock()
+
+    def on_tick(self) -> None:
+        if self.interval is None:
+            return
+        now = self._clock()
+        if now - self._pinged >= self.interval:
+            self._pinged = now
+            state = "draining" if self._stopping else "serving"
+            self.notifier.notify(WATCHDOG=1, STATUS=f"{state}: {self._status}")
+
+    def on_stopping(self) -> None:
+        self._stopping = True
+        self.notifier.notify(STOPPING=1, STATUS="stopping: draining accepted requests")
+
+    def close(self) -> None:
+        self.notifier.close()
+
+
+def serve_status(server: Any) -> str:
+    """``2 model(s) ready (yolo/1, cls/3); http :8000, grpc :8001`` from a started ``edge.serve.Server``."""
+    models: list[str] = []
+    repository = getattr(server, "repository", None)
+    if repository is not None:
+        try:
+            models = [f"{r['name']}/{r['version']}" for r in repository.index() if r.get("state") == "READY"]
+        except Exception:  # a status line must never stop the server
+            models = []
+    listens = [
+        f"{proto} :{port}"
+        for proto, port in (("http", getattr(server, "http_port", None)), ("grpc", getattr(server, "grpc_port", None)))
+        if port is not None
+    ]
+    return f"{len(models)} model(s) ready ({', '.join(models)}); {', '.join(listens) or 'no listeners'}"
