@@ -261,7 +261,7 @@ def _count_faces(events: Path) -> tuple[int, set[int]]:
     """Detections in the events file, and the track ids they carry."""
     import json
 
-    total, tracks = 0, set()
+    total, tracks = 0, set[int]()
     if not events.is_file():  # no frame processed: the events file is created at the first one
         return 0, tracks
     with open(events, encoding="utf-8") as f:
