@@ -39,6 +39,12 @@ def register(subparsers: Any) -> None:
         default="none",
         help="TensorRT-RTX CUDA graph strategy (whole: capture the whole graph); other backends ignore it",
     )
+    p.add_argument(
+        "--power",
+        metavar="MODE",
+        help="desktop GPUs (NVML): also run in this power mode (eco, balanced, 180W; comma list) and report "
+        "fps, W and fps/W beside max (edge.power.bench)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -73,6 +79,23 @@ def run(args: argparse.Namespace) -> int:
         args.bundle, backend, warmup=0, intra_op_threads=args.threads, cuda_graph=args.cuda_graph, gpu=args.gpu
     ) as model:
         print(f"benchmarking {model.manifest.name}: {model.artifact.file} on {model.backend_name}", file=sys.stderr)
+        if args.power:  # edge.power.bench: one benchmark per power mode, energy measured through NVML
+            from edge.power.bench import compare_power, format_comparison
+
+            def measure() -> dict[str, Any]:
+                return benchmark(
+                    model, batch=args.batch, iterations=args.iterations, warmup=args.warmup, progress=Progress()
+                )
+
+            gpus = [str(args.gpu)] if args.gpu is not None else None
+            report = compare_power(args.power, measure, gpus=gpus, say=lambda line: print(line, file=sys.stderr))
+            if "skipped" in report:  # no NVML here: the plain benchmark, and why there is no comparison
+                print(f"power: {report['skipped']}", file=sys.stderr)
+                result = measure()
+                print(json.dumps({**result, "power": report}, indent=2) if args.json else format_report(result))
+                return 0
+            print(json.dumps(report, indent=2) if args.json else format_comparison(report))
+            return 0
         result = benchmark(model, batch=args.batch, iterations=args.iterations, warmup=args.warmup, progress=Progress())
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0
