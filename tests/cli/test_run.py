@@ -182,7 +182,8 @@ def test_power_section_attaches_the_power_policy(
     cfg = tmp_path / "run.yaml"
     cfg.write_text(f"model: {bundle}\nsource: test://?width=96&height=64&frames=3\npower: {{mode: MAXN}}\n")
     assert main(["run", str(cfg)]) == 8  # NotJetsonError from the policy's on_start: this machine is not a Jetson
-    assert "error: not a Jetson" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a Jetson" in err and len(err.strip().splitlines()) == 1
 
 
 def test_http_section_serves_the_running_pipeline(bundle: Path, tmp_path: Path) -> None:
@@ -237,3 +238,63 @@ def test_events_reader_going_away_is_a_clear_error(bundle: Path) -> None:
         err.strip().splitlines()[-1] == "error: sink jsonl://- stage: the reader of the output went away (broken pipe)"
     )
     assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def slow_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 frames: the faces move about 15 pixels a frame, slow enough for IoU matching."""
+    from edge.cli.demo import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clip30") / "faces.mp4", 30)
+
+
+def test_tracker_flag_puts_track_ids_in_the_events(
+    bundle: Path, slow_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "e.jsonl"
+    argv = ["run", "--model", str(bundle), "--source", f"file://{slow_clip}", "--sink", str(events),
+            "--tracker", "iou", "--threads", "1"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "tracks: 2 alive at the end (iou)" in out and re.search(r"stage ms \(mean\): .* track [\d.]+", out)
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert {d["track_id"] for e in lines[1:] for d in e["detections"]} == {1, 2}
+    assert all("events" not in e for e in lines), "no analytics configured: no events key"
+
+
+def test_analytics_events_reach_an_mqtt_broker_with_credentials_from_the_config(
+    bundle: Path, slow_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.sinks.mosquitto import Broker, Subscriber
+
+    tool = Path(Broker(tmp_path / "probe").binary).parent.parent / "bin" / "mosquitto_passwd"
+    if not tool.is_file():
+        pytest.skip("mosquitto_passwd is not installed")
+    passwd = tmp_path / "passwd"
+    subprocess.run([str(tool), "-b", "-c", str(passwd), "edge", "door-secret"], check=True)
+    broker = Broker(tmp_path / "broker", extra=f"allow_anonymous false\npassword_file {passwd}\n").start()
+    try:
+        sub = Subscriber(broker.port, "site/door", username="edge", password="door-secret")
+        (tmp_path / "mqtt-password").write_text("door-secret\n")
+        cfg = tmp_path / "run.yaml"
+        cfg.write_text(
+            f"model: {{bundle: {bundle}, threads: 1}}\nsource: file://{slow_clip}\n"
+            f"sinks: [jsonl://{tmp_path}/e.jsonl, 'mqtt://127.0.0.1:{broker.port}/site/door']\n"
+            "tracker: bytetrack\n"
+            "analytics:\n  lines:\n    - {name: door, points: [[320, 480], [320, 0]], classes: [face]}\n"
+            f"mqtt: {{username: edge, password_file: mqtt-password, queue_dir: {tmp_path}/queue}}\n"
+        )
+        try:
+            assert main(["run", str(cfg)]) == 0
+            lines = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+            with_events = [e["frame_id"] for e in lines if e["events"]]
+            got = sub.wait_for_ids(set(with_events))
+        finally:
+            sub.close()
+    finally:
+        broker.stop()
+    out = capsys.readouterr().out
+    assert "line door: in 1  out 1" in out
+    assert len(with_events) == 2, "one frame per crossing"
+    assert sorted(set(got)) == sorted(with_events), "only frames with events are published"
+    assert "door-secret" not in out
