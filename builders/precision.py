@@ -1,7 +1,7 @@
 """Stage 4: precision in the ONNX (TensorRT then builds it strongly typed, see ``docs/build.md``).
 
-- :func:`to_fp16`: onnxconverter-common's float16 conversion with FP32 inputs/outputs kept (Casts
-  inside), ops that ONNX Runtime cannot run in FP16 or that overflow easily (``Exp``, ``Pow``, sums and
+- :func:`to_fp16`: the kit's FP16 conversion (:mod:`builders.fp16`: shape and index computation keep their
+  types, FP32 inputs/outputs kept, Casts inside), ops that overflow easily (``Exp``, ``Pow``, sums and
   products over axes, ...) kept in FP32, and, when sample inputs are given, a range check: every node
   whose output reaches ``|x| > FP16_LIMIT`` (a quarter of FP16's 65504, headroom for inputs brighter
   than the samples) stays FP32 together with the nodes reading that tensor, as does every node reading a
@@ -52,6 +52,8 @@ OVERFLOW_OPS = (
     "ReduceL2",
     "ReduceLogSumExp",
 )
+# Kept in FP32 besides those: NMS and RoiAlign (box arithmetic; ONNX Runtime has no FP16 kernels).
+FP16_BLOCK_OPS = (*OVERFLOW_OPS, "NonMaxSuppression", "RoiAlign")
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 CALIB_METHODS = ("entropy", "minmax", "percentile")
 PRECISIONS = ("fp32", "fp16", "int8", "fp8")
@@ -101,8 +103,6 @@ def fp16_block_nodes(model: onnx.ModelProto, samples: Sequence[Sample] = (), lim
 
 def to_fp16(model: onnx.ModelProto, samples: Sequence[Sample] = (), *, limit: float = FP16_LIMIT) -> onnx.ModelProto:
     """FP16 compute, FP32 inputs and outputs; see the module doc for what stays FP32."""
-    from onnxconverter_common import float16
-
     lowest_ir_version(model)
 
     work = _copy(model)
@@ -114,72 +114,44 @@ def to_fp16(model: onnx.ModelProto, samples: Sequence[Sample] = (), *, limit: fl
     blocked = fp16_block_nodes(work, samples, limit)
     if blocked:
         log.info("fp16: keeping %d node(s) in fp32 (out of fp16 range): %s", len(blocked), ", ".join(blocked[:5]))
-    # Stale value_info confuses the converter around blocked nodes (Cast outputs typed fp16): drop it.
-    del work.graph.value_info[:]
-    try:
-        with warnings_captured():
-            converted = float16.convert_float_to_float16(
-                work,
-                keep_io_types=True,
-                max_finite_val=FP16_MAX,
-                op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *OVERFLOW_OPS],
-                node_block_list=blocked,
-            )
-        _keep_output_types(model, converted)
-        if plugins:
-            onnx.checker.check_model(with_plugin_domain(converted, plugins))
-        else:
-            onnx.checker.check_model(converted)
-            ort_session(converted)
-    except Exception as exc:  # converter and ORT raise assorted exceptions
-        raise BuildError(
-            f"fp16 conversion failed: {ort_error_summary(str(exc))}; build with --precision fp32"
-        ) from None
-    return converted
+    return _convert_checked(work, blocked, plugins)
 
 
-def _keep_output_types(original: onnx.ModelProto, converted: onnx.ModelProto) -> None:
-    """Make FP32 outputs FP32 again where the converter cast a blocked last node's result to FP16.
+def _convert_checked(work: onnx.ModelProto, blocked: list[str], plugins: list[str]) -> onnx.ModelProto:
+    """Convert; a node ONNX Runtime has no FP16 kernel for is kept in FP32 and the conversion repeated."""
+    from builders.fp16 import MAX_RETRIES, convert_float_to_half, missing_kernel
 
-    (onnxconverter-common ignores ``keep_io_types`` for an output produced by a node it keeps in FP32.)
-    """
-    want = {o.name: o.type.tensor_type.elem_type for o in original.graph.output}
-    graph = converted.graph
-    for out in graph.output:
-        if want.get(out.name) != onnx.TensorProto.FLOAT or out.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16:
-            continue
-        producer = next(n for n in graph.node if out.name in n.output)
-        readers = [n for n in graph.node if out.name in n.input]
-        to = next((a.i for a in producer.attribute if a.name == "to"), None)
-        source = producer.input[0] if producer.input else ""
-        source_readers = [n for n in graph.node if source in n.input]
-        if producer.op_type == "Cast" and to == onnx.TensorProto.FLOAT16 and not readers and len(source_readers) == 1:
-            origin = next((n for n in graph.node if source in n.output), None)
-            if origin is not None:  # drop the Cast: the FP32 producer writes the output itself
-                origin.output[list(origin.output).index(source)] = out.name
-                graph.node.remove(producer)
-                out.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    block = list(blocked)
+    for _ in range(MAX_RETRIES):
+        try:
+            converted, plan = convert_float_to_half(work, block_ops=FP16_BLOCK_OPS, block_nodes=block)
+            if plugins:
+                onnx.checker.check_model(with_plugin_domain(converted, plugins))
+            else:
+                onnx.checker.check_model(converted)
+                ort_session(converted)
+        except Exception as exc:  # the checker and ORT raise assorted exceptions
+            missing = missing_kernel(str(exc))
+            if missing is not None and missing[1] not in block:
+                log.info("fp16: ONNX Runtime has no FP16 %s kernel: node %s stays fp32", *missing)
+                block.append(missing[1])
                 continue
-        inner = out.name + "_fp16"
-        producer.output[list(producer.output).index(out.name)] = inner
-        for node in readers:
-            for i, name in enumerate(node.input):
-                if name == out.name:
-                    node.input[i] = inner
-        graph.node.append(onnx.helper.make_node("Cast", [inner], [out.name], to=onnx.TensorProto.FLOAT))
-        out.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
-
-
-@contextlib.contextmanager
-def warnings_captured() -> Iterator[None]:
-    """Route library ``warnings`` (e.g. weights truncated to FP16) into this module's log."""
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for item in {str(w.message) for w in caught}:
-        log.info("%s", item)
+            raise BuildError(
+                f"fp16 conversion failed: {ort_error_summary(str(exc))}; build with --precision fp32"
+            ) from None
+        reasons: dict[str, int] = {}
+        for reason in plan.kept.values():
+            reasons[reason] = reasons.get(reason, 0) + 1
+        log.info(
+            "fp16: %d node(s) converted, %d kept in fp32 (%s)",
+            len(plan.converted),
+            len(plan.kept),
+            ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items())) or "none",
+        )
+        return converted
+    raise BuildError(
+        f"fp16 conversion failed: ONNX Runtime lacks FP16 kernels for {len(block)} nodes; build with --precision fp32"
+    )
 
 
 # -- INT8 / FP8 ------------------------------------------------------------------------------------
