@@ -60,9 +60,9 @@ def import_classic() -> ModuleType:
     if tensorrt is None or not hasattr(tensorrt, "Builder"):
         raise BuildError(
             "classic TensorRT (`import tensorrt`) is not installed on this machine; classic plans are built "
-            "on the device they run on: copy scripts/build_engine.py and the model there (JetPack ships "
-            "TensorRT) and run `python3 build_engine.py MODEL.onnx -o OUT.bundle`, or pass --skip-unavailable "
-            "to build the other targets now"
+            "on the device they run on: make the one-file builder with `python scripts/build_engine.py --pack "
+            "build_engine.pyz`, copy it and the model there (JetPack ships TensorRT) and run `python3 "
+            "build_engine.pyz MODEL.onnx -o OUT.bundle`, or pass --skip-unavailable to build the other targets now"
         )
     return tensorrt
 

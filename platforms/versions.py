@@ -52,3 +52,31 @@ def cuda_toolkit_version(sysroot: Path) -> str | None:
         return None
     words = text.split()
     return words[-1] if words and words[-1][:1].isdigit() else None
+
+
+def import_problem(exc: ImportError) -> str | None:
+    """One line for an OpenCV (``cv2``) that is missing or fails to import, else None (not ours to explain).
+
+    The usual failure on a Jetson: JetPack's OpenCV is built against numpy 1.x and a pip install pulled
+    numpy 2 ("A module that was compiled using NumPy 1.x cannot be run in NumPy 2.x"): cv2's import then
+    raises an ImportError that is not a ModuleNotFoundError.
+    """
+    import traceback
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
+    inside_cv2 = any("/cv2/" in f.filename.replace("\\", "/") for f in frames)
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "cv2":
+        return (
+            "OpenCV (cv2) is not installed: pip install opencv-python-headless (on a Jetson: JetPack's "
+            "python3-opencv, seen from a venv made with --system-site-packages)"
+        )
+    if exc.name != "cv2" and not inside_cv2:
+        return None
+    numpy = package_version("numpy")
+    if numpy is not None and numpy.split(".")[0].isdigit() and int(numpy.split(".")[0]) >= 2:
+        return (
+            f"OpenCV (cv2) failed to import ({text}): it was built against numpy 1.x and numpy {numpy} is "
+            "installed (JetPack's OpenCV is); pip install 'numpy<2' in this environment"
+        )
+    return f"OpenCV (cv2) failed to import ({text}); reinstall it (pip: opencv-python-headless, Jetson: python3-opencv)"

@@ -19,9 +19,16 @@ Where the kit comes from, in this order:
 2. the checkout this file sits in (``<checkout>/scripts/build_engine.py``);
 3. the installed kit (``pip install edge-kit[build]``).
 
-The device needs the builder's Python dependencies either way: numpy, PyYAML, onnx, onnxruntime
-(``pip install onnx onnxruntime``; onnxslim optional), OpenCV (JetPack's ``python3-opencv``) and
-TensorRT (JetPack). Nothing is downloaded at run time.
+The kit is pure Python; the device needs the builder's dependencies either way (nothing is downloaded
+at run time):
+
+- TensorRT 10.x (JetPack 6.1+ ``python3-libnvinfer``; TensorRT 8.6 of JetPack 6.0 is refused);
+- OpenCV (JetPack's ``python3-opencv``: calibration and accuracy images) and numpy 1.x (JetPack's OpenCV
+  is built against numpy 1.x and fails to import under numpy 2);
+- PyYAML (the target profiles), onnx, onnxruntime (accuracy check, INT8 calibration) and
+  onnxconverter-common (the default FP16 conversion); onnxslim is optional (the simplifier).
+
+On JetPack 6: ``pip3 install onnx onnxruntime onnxslim onnxconverter-common 'numpy<2' pyyaml``.
 """
 
 from __future__ import annotations
@@ -58,6 +65,11 @@ def _unpack(archive: Path) -> Path:
     return target
 
 
+SCRIPT_OPTIONS = """this script's own options (given alone):
+  --pack OUT.pyz   write one executable file carrying the kit and this script (copy it to the device)
+  --which          say where the kit was found (packed copy, checkout or installed)"""
+
+
 def find_kit() -> str:
     """Put the kit on ``sys.path``; where it was found (for ``--which``)."""
     here = Path(__file__).resolve()
@@ -75,9 +87,10 @@ def find_kit() -> str:
         import edge
     except ImportError:
         raise SystemExit(
-            "error: the edge kit was not found: run a packed copy (`python scripts/build_engine.py --pack "
-            "build_engine.pyz` on a machine with the kit, then copy that one file), keep this script in the "
-            "kit's scripts/ folder, or install the kit (`pip install edge-kit[build]`)"
+            f"error: the edge kit was not found: {here.name} is not a packed copy, {checkout} holds no "
+            f"edge/, builders/ and platforms/, and {Path(sys.executable).name} cannot import them; this script "
+            "alone is not enough: on a machine with the kit run `python scripts/build_engine.py --pack "
+            "build_engine.pyz` and copy that one file here, or install the kit (`pip install edge-kit[build]`)"
         ) from None
     return f"installed {Path(edge.__file__).parent.parent}"
 
@@ -119,7 +132,7 @@ def main(argv: list[str]) -> int:
         return 0
     from edge.cli.build import standalone
 
-    return standalone(argv, prog=Path(sys.argv[0]).name)
+    return standalone(argv, prog=Path(sys.argv[0]).name, epilog=SCRIPT_OPTIONS)
 
 
 if __name__ == "__main__":

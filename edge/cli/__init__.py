@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from edge import __version__
 from edge.errors import EdgeError
@@ -48,14 +48,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    return run_command(args.func, args)
+
+
+def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run one command: every :class:`EdgeError` becomes one ``error: ...`` line and its exit code, Ctrl-C
+    exit 130, and a library that fails to import (OpenCV built against numpy 1.x under numpy 2, ...) one line
+    with exit 1. ``edge`` and ``scripts/build_engine.py`` both go through here."""
     try:
-        return int(args.func(args) or 0)
+        return int(func(args) or 0)
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except ImportError as exc:
+        from platforms.versions import import_problem
+
+        line = import_problem(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -246,7 +246,9 @@ def summarize(bundle: Path, seconds: float) -> str:
 
 KIT_PACKAGES = ("edge", "builders", "platforms")
 PIP_NAMES = {"cv2": "opencv-python-headless", "yaml": "pyyaml", "onnxconverter_common": "onnxconverter-common"}
-BUILD_DEPENDENCIES = "onnx onnxruntime onnxslim onnxconverter-common numpy pyyaml"
+# What a Jetson's python3 needs beside JetPack's TensorRT and OpenCV; numpy stays 1.x there because JetPack's
+# OpenCV is built against numpy 1.x and fails to import under numpy 2.
+BUILD_DEPENDENCIES = "onnx onnxruntime onnxslim onnxconverter-common 'numpy<2' pyyaml"
 
 
 def missing_dependency(exc: ModuleNotFoundError) -> BuildError | None:
@@ -282,14 +284,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def standalone(argv: Sequence[str], prog: str = "build_engine.py") -> int:
-    """``scripts/build_engine.py``: the same flags and :func:`run` under the script's own name."""
+def standalone(argv: Sequence[str], prog: str = "build_engine.py", epilog: str | None = None) -> int:
+    """``scripts/build_engine.py``: the same flags and :func:`run` under the script's own name; errors go
+    through the CLI's one mapping (:func:`edge.cli.run_command`). ``epilog`` ends ``--help`` (the script's
+    own options)."""
     import logging
 
-    from edge.errors import EdgeError
+    from edge.cli import run_command
 
     parser = argparse.ArgumentParser(
-        prog=prog, description="Build a bundle on this machine (default --target auto). Details: docs/build.md."
+        prog=prog,
+        description="Build a bundle on this machine (default --target auto). Details: docs/build.md.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     add_arguments(parser, prog=prog)
@@ -299,11 +306,4 @@ def standalone(argv: Sequence[str], prog: str = "build_engine.py") -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    try:
-        return run(args)
-    except EdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return run_command(run, args)

@@ -487,10 +487,18 @@ def test_build_engine_alone_without_the_kit_says_how_to_get_it(tmp_path: Path) -
     result = subprocess.run([sys.executable, "-S", str(lone), "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "error: the edge kit was not found: run a packed copy (`python scripts/build_engine.py --pack "
-        "build_engine.pyz` on a machine with the kit, then copy that one file), keep this script in the kit's "
-        "scripts/ folder, or install the kit (`pip install edge-kit[build]`)"
+        f"error: the edge kit was not found: build_engine.py is not a packed copy, {tmp_path.parent} holds no "
+        f"edge/, builders/ and platforms/, and {Path(sys.executable).name} cannot import them; this script alone "
+        "is not enough: on a machine with the kit run `python scripts/build_engine.py --pack build_engine.pyz` "
+        "and copy that one file here, or install the kit (`pip install edge-kit[build]`)"
     )
+
+
+def test_build_engine_help_lists_its_own_options() -> None:
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
+    assert "--pack OUT.pyz   write one executable file carrying the kit and this script" in result.stdout
+    assert "--which          say where the kit was found" in result.stdout
+    assert "--precision" in result.stdout  # and every `edge build` flag
 
 
 def test_build_engine_pack_on_a_python_without_the_builder_dependencies(retinaface_onnx: Path, tmp_path: Path) -> None:
@@ -505,7 +513,7 @@ def test_build_engine_pack_on_a_python_without_the_builder_dependencies(retinafa
     assert result.stderr.strip() == (
         "error: the builder needs the Python package pyyaml, which is not installed here: pip install "
         "'edge-kit[build]' (on a Jetson, whose python3 has TensorRT and OpenCV: pip3 install onnx onnxruntime "
-        "onnxslim onnxconverter-common numpy pyyaml)"
+        "onnxslim onnxconverter-common 'numpy<2' pyyaml)"
     )
     assert not (tmp_path / "m.bundle").exists()
 
@@ -524,7 +532,7 @@ def test_a_dependency_missing_mid_build_is_one_line_and_leaves_nothing(
     assert error_lines(err) == [
         "error: the builder needs the Python package onnxconverter-common, which is not installed here: pip install "
         "'edge-kit[build]' (on a Jetson, whose python3 has TensorRT and OpenCV: pip3 install onnx onnxruntime "
-        "onnxslim onnxconverter-common numpy pyyaml)"
+        "onnxslim onnxconverter-common 'numpy<2' pyyaml)"
     ]
     assert list(out_dir.iterdir()) == []
 
