@@ -1,4 +1,5 @@
-"""``edge service install|uninstall|status``: run ``edge run CONFIG`` as a hardened systemd service."""
+"""``edge service install|uninstall|status``: run ``edge run CONFIG`` or ``edge serve CONFIG`` as a hardened
+systemd service."""
 
 from __future__ import annotations
 
@@ -11,20 +12,22 @@ from typing import Any
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "service",
-        help="install, remove or inspect the systemd service that runs a pipeline",
-        description="Run `edge run CONFIG` under systemd: Type=notify with a pipeline-driven watchdog, restart "
-        "with backoff, journald logs and a sandbox that keeps GPU and camera access. See docs/service.md.",
+        help="install, remove or inspect the systemd service that runs a pipeline or a model server",
+        description="Run `edge run CONFIG` (a run config) or `edge serve CONFIG` (a serve config: a top-level "
+        "serve: section) under systemd: Type=notify with a watchdog, restart with backoff, journald logs and a "
+        "sandbox that keeps GPU and camera access. See docs/service.md.",
     )
     sub = parser.add_subparsers(dest="service_command", metavar="ACTION", required=True)
 
     p = sub.add_parser(
         "install",
         help="validate CONFIG, write edge-NAME.service and enable it",
-        description="Validate the run config (schema, bundle, token file; cameras may be unplugged), write "
+        description="Validate the run or serve config (schema, bundle or repository, token file; cameras may be "
+        "unplugged), write "
         "edge-NAME.service and print its path. Without --unit-dir it goes to /etc/systemd/system and is "
         "enabled and started (daemon-reload, enable --now); with --unit-dir systemctl is left alone.",
     )
-    p.add_argument("config", type=Path, help="the run config (YAML) that `edge run` takes")
+    p.add_argument("config", type=Path, help="the run config of `edge run`, or the serve config of `edge serve` (YAML)")
     p.add_argument("--name", required=True, help="service name: the unit is edge-NAME.service")
     p.add_argument("--user", help="run as this user (default: a DynamicUser)")
     p.add_argument("--unit-dir", type=Path, help="write the unit here and do not call systemctl")

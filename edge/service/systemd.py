@@ -1,9 +1,10 @@
-"""``edge service install|uninstall|status``: plan a unit from a run config, write it, drive systemctl.
+"""``edge service install|uninstall|status``: plan a unit from a run or serve config, write it, drive systemctl.
 
-:func:`plan_unit` reads the validated run config and this machine (GPU and camera device nodes, the
-systemd version, where the Python environment lives) into a :class:`~edge.service.unit.UnitSpec`;
-:func:`install` writes ``edge-NAME.service`` atomically and, for the system unit directory, runs
-``systemctl daemon-reload`` and ``enable --now``.
+:func:`plan_unit` reads the validated run config (``edge run``) and this machine (GPU and camera device
+nodes, the systemd version, where the Python environment lives) into a :class:`~edge.service.unit.UnitSpec`;
+:func:`plan_serve_unit` does the same for a serve config (a YAML with a top-level ``serve:``, run by
+``edge serve``), with the same hardening. :func:`install` tells the two apart, writes ``edge-NAME.service``
+atomically and, for the system unit directory, runs ``systemctl daemon-reload`` and ``enable --now``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,22 @@ DEVICE_GLOBS = (
 POWER_GROUP = "jtop"  # jetson-stats' socket group: mode and clock changes without root
 
 
+DRAIN_MARGIN_S = 5.0  # TimeoutStopSec= covers serve.drain_timeout plus this for closing down
+SERVE_SECTIONS = ("serve", "service")
+
+
 @dataclass
 class Planned:
     spec: UnitSpec
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ServeUnitConfig:
+    """A serve config as ``edge service install`` reads it: ``edge serve``'s options and the unit's ``service:``."""
+
+    options: Any  # edge.serve.ServeOptions
+    service: ServiceConfig
 
 
 def check_name(name: str) -> str:
@@ -191,6 +204,64 @@ def plan_unit(
     return Planned(spec, warnings)
 
 
+def plan_serve_unit(
+    serve: ServeUnitConfig,
+    config_path: Path,
+    name: str,
+    *,
+    user: str | None = None,
+    version: int | None = None,
+    dev_root: str | Path = "/dev",
+    python: str | None = None,
+) -> Planned:
+    """Every decision for the unit of ``edge serve CONFIG``: the pipeline unit's hardening, listeners for network."""
+    check_name(name)
+    config_path = Path(config_path).resolve()
+    opts = serve.options
+    service = serve.service
+    warnings: list[str] = []
+    drain = float(opts.drain_timeout_s)
+    if service.stop_timeout_sec < drain + DRAIN_MARGIN_S:
+        service = replace(service, stop_timeout_sec=drain + DRAIN_MARGIN_S)
+    python = python or sys.executable
+    spec = UnitSpec(
+        name=name,
+        exec_start=[python, "-m", "edge", "serve", str(config_path)],
+        config_path=config_path,
+        service=service,
+        user=user or service.user,
+        systemd_version=version if version is not None else systemd_version(),
+        kind="serve",
+    )
+    if opts.auth and opts.token_file is not None:
+        spec.token_file = Path(opts.token_file).resolve()
+        if spec.systemd_version < 247 and spec.user is None:
+            raise ServiceError(
+                f"systemd {spec.systemd_version} cannot hand the token file to a DynamicUser service "
+                f"(LoadCredential= needs 247): pass --user USER, a user that can read {spec.token_file}"
+            )
+    hosts = [host for host, _ in opts.listens()]
+    spec.network = "loopback" if all(is_loopback(h) for h in hosts) else "full"
+    base = config_path.parent
+    reads: list[Path] = [base, Path(python).parent.parent, Path(edge.__file__).resolve().parent.parent]
+    reads.append(Path(opts.repository).resolve())
+    for tls in (opts.tls_cert, opts.tls_key):
+        if tls is not None:
+            reads.append(Path(tls).resolve())
+    spec.home_paths = _minimal([p for p in reads if _under_home(p)])
+    spec.write_paths = _minimal(service.read_write_paths)
+    for path in spec.write_paths:
+        if not path.is_dir():
+            warnings.append(f"{path} does not exist: create it now, the service cannot (its file system is read-only)")
+    if opts.tls_key is not None and spec.user is None:
+        warnings.append(
+            f"TLS: a DynamicUser cannot read a private key only root may read ({opts.tls_key}); "
+            "pass --user USER, a user that can read it"
+        )
+    spec.device_nodes = device_nodes(dev_root)
+    return Planned(spec, warnings)
+
+
 def _network(sources: Sequence[str], sinks: Sequence[str], http: HttpConfig | None) -> str:
     if any(_scheme(u) in ("rtsp", "rtsps", "http", "https", "gst", "udp", "rtmp") for u in sources):
         return "full"
@@ -257,6 +328,39 @@ def validate(config_path: Path) -> Any:
     return run_config
 
 
+def is_serve_config(data: dict[str, Any]) -> bool:
+    """A serve config has a top-level ``serve:`` section (a run config has ``model:`` and ``source:``)."""
+    return "serve" in data
+
+
+def validate_serve(config_path: Path, data: dict[str, Any] | None = None) -> ServeUnitConfig:
+    """Load and check a serve config as ``edge serve`` would: options, models found, token file readable."""
+    from edge.config import read_config_file
+    from edge.serve.options import load_serve_config, read_token
+    from edge.serve.repository import scan
+
+    config_path = Path(config_path)
+    data = read_config_file(config_path) if data is None else data
+    for key in data:
+        if key not in SERVE_SECTIONS:
+            raise ConfigError(
+                f"{config_path}: {key}: unknown top-level key in a serve config (allowed: {', '.join(SERVE_SECTIONS)})"
+            )
+    options = load_serve_config(config_path)
+    try:
+        service = ServiceConfig.from_dict(data.get("service") or {}, "service")
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None
+    found = scan(Path(options.repository))
+    if not found:
+        raise ConfigError(f"{config_path}: serve.repository {options.repository}: no models in it")
+    broken = [why for why in found.values() if isinstance(why, str)]
+    if broken and len(broken) == len(found):
+        raise ConfigError(f"{config_path}: serve.repository: {broken[0]}")
+    read_token(options)
+    return ServeUnitConfig(options, service)
+
+
 def write_atomic(path: Path, text: str) -> None:
     try:
         atomic_write(path, text, mode=0o644)
@@ -288,11 +392,18 @@ def install(
     unit_dir: Path | None = None,
     dry_run: bool = False,
 ) -> tuple[Path, str, list[str]]:
-    """Validate, render, write (unless ``dry_run``), enable. Returns (unit path, unit text, warnings)."""
+    """Validate, render, write (unless ``dry_run``), enable. Returns (unit path, unit text, warnings).
+
+    ``config_path`` is a run config (``edge run``) or a serve config (``edge serve``, a top-level ``serve:``)."""
+    from edge.config import read_config_file
+
     check_name(name)
     config_path = Path(config_path)
-    run_config = validate(config_path)
-    planned = plan_unit(run_config, config_path, name, user=user)
+    data = read_config_file(config_path)
+    if is_serve_config(data):
+        planned = plan_serve_unit(validate_serve(config_path, data), config_path, name, user=user)
+    else:
+        planned = plan_unit(validate(config_path), config_path, name, user=user)
     spec = planned.spec
     if spec.user is not None and spec.user != "root":
         try:
