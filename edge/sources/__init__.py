@@ -13,7 +13,7 @@ An unsupported scheme is a :class:`~edge.errors.ConfigError`; a device that cann
 from __future__ import annotations
 
 import logging
-import shlex
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from edge.sources.gstreamer import (
     OpenCVReader,
     bgr_tail,
     gst_launch_path,
+    gst_quote,
     has_element,
     is_jetson,
     opencv_has_gstreamer,
@@ -36,6 +37,11 @@ __all__ = ["SCHEMES", "Frame", "Reader", "Source", "SourceURI", "open_source", "
 log = logging.getLogger("edge.sources")
 
 
+def appsink_description(pipeline: str, tail: str) -> str:
+    """The description OpenCV's GStreamer backend hands to ``gst_parse_launch`` (ends in its appsink)."""
+    return f"{pipeline} ! {tail} ! appsink drop=true max-buffers=1 sync=false"
+
+
 def _gst_reader(uri: SourceURI, pipeline: str, open_timeout: float, read_timeout: float | None) -> Callable[[], Reader]:
     """A reader for a GStreamer pipeline ending in raw video: OpenCV's GStreamer backend or gst-launch."""
     api = uri.str_opt("api", "auto")
@@ -45,7 +51,7 @@ def _gst_reader(uri: SourceURI, pipeline: str, open_timeout: float, read_timeout
             raise SourceError(f"could not open {uri.uri}: this OpenCV was built without GStreamer; use api=gst-launch")
         import cv2
 
-        desc = f"{pipeline} ! {tail} ! appsink drop=true max-buffers=1 sync=false"
+        desc = appsink_description(pipeline, tail)
         return lambda: OpenCVReader(desc, cv2.CAP_GSTREAMER, "OpenCV's GStreamer backend")
     if gst_launch_path() is None:
         raise SourceError(
@@ -56,8 +62,28 @@ def _gst_reader(uri: SourceURI, pipeline: str, open_timeout: float, read_timeout
 
 
 def _need_element(uri: SourceURI, element: str, why: str) -> None:
+    """Refuse early when gst-inspect-1.0 says ``element`` is missing; without gst-inspect (JetPack's OpenCV
+    with GStreamer needs no gstreamer1.0-tools) the open itself reports a missing element."""
+    if shutil.which("gst-inspect-1.0") is None:
+        if opencv_has_gstreamer() and uri.str_opt("api", "auto") != "gst-launch":
+            return
+        raise SourceError(
+            f"could not open {uri.uri}: neither OpenCV with GStreamer nor gst-launch-1.0 is here ({why}); "
+            "install gstreamer1.0-tools or use JetPack's OpenCV"
+        )
     if not has_element(element):
         raise SourceError(f"could not open {uri.uri}: GStreamer element {element} not found ({why})")
+
+
+def _without(uri: SourceURI, *keys: str) -> SourceURI:
+    return SourceURI(uri.uri, uri.scheme, uri.target, {k: v for k, v in uri.options.items() if k not in keys})
+
+
+def _nvvidconv_caps(uri: SourceURI) -> str:
+    """``nvvidconv``'s output caps: BGRx, scaled in the hardware when width and height are asked for."""
+    w, h = uri.int_opt("width"), uri.int_opt("height")
+    size = f",width={w},height={h}" if w and h else ""
+    return f"nvvidconv ! video/x-raw,format=BGRx{size}"
 
 
 def _csi(uri: SourceURI) -> tuple[Callable[[], Reader], bool]:
@@ -68,10 +94,7 @@ def _csi(uri: SourceURI) -> tuple[Callable[[], Reader], bool]:
         f"nvarguscamerasrc sensor-id={uri.target} ! video/x-raw(memory:NVMM),width={w},height={h},framerate={fps}/1 "
         f"! nvvidconv flip-method={uri.int_opt('flip', 0)} ! video/x-raw,format=BGRx"
     )
-    plain = SourceURI(
-        uri.uri, uri.scheme, uri.target, {k: v for k, v in uri.options.items() if k not in ("width", "height")}
-    )
-    return _gst_reader(plain, pipeline, uri.float_opt("timeout", 10.0) or 10.0, 5.0), True
+    return _gst_reader(_without(uri, "width", "height"), pipeline, uri.float_opt("timeout", 10.0) or 10.0, 5.0), True
 
 
 def _v4l2(uri: SourceURI) -> tuple[Callable[[], Reader], bool]:
@@ -81,13 +104,14 @@ def _v4l2(uri: SourceURI) -> tuple[Callable[[], Reader], bool]:
             f"could not open {uri.uri}: {device} does not exist (list cameras with v4l2-ctl --list-devices)"
         )
     w, h, fps, fmt = uri.int_opt("width"), uri.int_opt("height"), uri.float_opt("fps"), uri.str_opt("format")
-    if uri.str_opt("api", "auto") == "gst-launch":
-        caps = "image/jpeg" if fmt and fmt.upper() in ("MJPG", "MJPEG") else "video/x-raw"
-        caps += "".join(f",{k}={v}" for k, v in (("width", w), ("height", h)) if v)
-        caps += f",framerate={round(fps)}/1" if fps else ""
-        decode = " ! jpegdec" if caps.startswith("image/jpeg") else ""
-        plain = SourceURI(uri.uri, uri.scheme, uri.target, {"api": "gst-launch"})
-        return _gst_reader(plain, f"v4l2src device={device} ! {caps}{decode}", 10.0, 5.0), True
+    api = uri.str_opt("api", "auto")
+    mjpg = bool(fmt and fmt.upper() in ("MJPG", "MJPEG"))
+    # On a Jetson, MJPG is decoded by the hardware JPEG decoder (nvv4l2decoder mjpeg=1) through GStreamer.
+    hw_jpeg = mjpg and api != "opencv" and is_jetson() and (gst_launch_path() is not None or opencv_has_gstreamer())
+    if api == "gst-launch" or hw_jpeg:
+        pipeline = v4l2_pipeline(device, w, h, fps, mjpg, jetson=hw_jpeg)
+        plain = SourceURI(uri.uri, uri.scheme, uri.target, {"api": api})
+        return _gst_reader(plain, pipeline, 10.0, 5.0), True
     import cv2
 
     props: dict[int, float] = {}
@@ -103,6 +127,43 @@ def _v4l2(uri: SourceURI) -> tuple[Callable[[], Reader], bool]:
     return lambda: OpenCVReader(device, cv2.CAP_V4L2, "OpenCV V4L2", props), True
 
 
+def v4l2_pipeline(device: str, w: int | None, h: int | None, fps: float | None, mjpg: bool, jetson: bool) -> str:
+    """``v4l2src`` with the camera's caps, then a JPEG decoder for MJPG: the Jetson's (``nvv4l2decoder
+    mjpeg=1``, then ``nvvidconv``) or libjpeg's (``jpegdec``)."""
+    caps = "image/jpeg" if mjpg else "video/x-raw"
+    caps += "".join(f",{k}={v}" for k, v in (("width", w), ("height", h)) if v)
+    caps += f",framerate={round(fps)}/1" if fps else ""
+    decode = ""
+    if mjpg:
+        decode = " ! nvv4l2decoder mjpeg=1 ! nvvidconv ! video/x-raw,format=BGRx" if jetson else " ! jpegdec"
+    return f"v4l2src device={gst_quote(device)} ! {caps}{decode}"
+
+
+def rtsp_pipeline(uri: SourceURI, jetson: bool) -> tuple[str, SourceURI]:
+    """The RTSP pipeline up to raw video, and the options left for the common tail.
+
+    The camera URL (query string and credentials included) is one double-quoted property value that
+    both ``gst_parse_launch`` (OpenCV's backend) and :func:`shlex.split` (gst-launch) take whole. On a
+    Jetson, ``nvv4l2decoder`` decodes and ``nvvidconv`` scales to width x height in the hardware.
+    """
+    codec = (uri.str_opt("codec", "h264") or "h264").lower()
+    if codec not in ("h264", "h265"):
+        raise SourceError(f"could not open {uri.uri}: codec {codec!r} is not one of h264, h265")
+    depay = "rtph264depay ! h264parse" if codec == "h264" else "rtph265depay ! h265parse"
+    rest = uri
+    if jetson:
+        decode = f"nvv4l2decoder ! {_nvvidconv_caps(uri)}"
+        rest = _without(uri, "width", "height")
+    else:
+        decode = "avdec_h264" if codec == "h264" else "avdec_h265"
+    protocols = uri.str_opt("protocols", "tcp")
+    pipeline = (
+        f"rtspsrc location={gst_quote(uri.target)} latency={uri.int_opt('latency', 200)} protocols={protocols} "
+        f"! {depay} ! {decode}"
+    )
+    return pipeline, rest
+
+
 def _rtsp(uri: SourceURI) -> tuple[Callable[[], Reader], bool]:
     codec = (uri.str_opt("codec", "h264") or "h264").lower()
     if codec not in ("h264", "h265"):
@@ -114,17 +175,8 @@ def _rtsp(uri: SourceURI) -> tuple[Callable[[], Reader], bool]:
 
         log.info("source %s: no GStreamer here, decoding with OpenCV's FFmpeg (software)", uri.uri)
         return lambda: OpenCVReader(uri.target, cv2.CAP_FFMPEG, "OpenCV FFmpeg (software decode)"), True
-    depay = "rtph264depay ! h264parse" if codec == "h264" else "rtph265depay ! h265parse"
-    if is_jetson():
-        decode = "nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx"
-    else:
-        decode = "avdec_h264" if codec == "h264" else "avdec_h265"
-    protocols = uri.str_opt("protocols", "tcp")
-    pipeline = (
-        f"rtspsrc location={shlex.quote(uri.target)} latency={uri.int_opt('latency', 200)} protocols={protocols} "
-        f"! {depay} ! {decode}"
-    )
-    return _gst_reader(uri, pipeline, max(timeout, 10.0), timeout), True
+    pipeline, rest = rtsp_pipeline(uri, is_jetson())
+    return _gst_reader(rest, pipeline, max(timeout, 10.0), timeout), True
 
 
 def _file(uri: SourceURI) -> tuple[Callable[[], Reader], bool]:
@@ -135,7 +187,7 @@ def _file(uri: SourceURI) -> tuple[Callable[[], Reader], bool]:
     if Path(path).is_dir() or is_image_path(path):
         return lambda: ImagesReader(path, w, h), False
     if uri.str_opt("api", "auto") == "gst-launch":
-        return _gst_reader(uri, f"filesrc location={shlex.quote(path)} ! decodebin", 10.0, None), False
+        return _gst_reader(uri, f"filesrc location={gst_quote(path)} ! decodebin", 10.0, None), False
     return lambda: VideoFileReader(path, w, h), False
 
 

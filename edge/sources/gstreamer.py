@@ -3,7 +3,15 @@ GStreamer backend when the installed OpenCV has one (JetPack's does; pip's wheel
 
 The subprocess runs ``PIPELINE ! videoconvert ! video/x-raw,format=BGR ! fdsink fd=N`` with ``-v`` so
 that it prints the negotiated caps (width, height) on stdout; frames are read from the pipe, each
-``height`` rows of ``round_up_4(width * 3)`` bytes (GStreamer's row stride for packed BGR).
+``height`` rows of ``round_up_4(width * 3)`` bytes (GStreamer's row stride for packed BGR). It also
+runs with ``-e``: stopping sends SIGINT, which gst-launch handles by sending EOS down the pipeline and
+taking it to NULL (so nvarguscamerasrc releases its Argus session); SIGTERM, which gst-launch does not
+handle, and SIGKILL come only when it has not exited after ``stop_timeout`` seconds.
+
+Pipeline descriptions quote property values the way ``gst_parse_launch`` reads them (double quotes,
+:func:`gst_quote`): OpenCV's GStreamer backend hands the description to ``gst_parse_launch`` as is,
+which would keep shell-style single quotes inside the value; for gst-launch the description is split
+into arguments with :func:`shlex.split`, which takes the same double quotes off.
 """
 
 from __future__ import annotations
@@ -91,6 +99,11 @@ def explain_gst_error(text: str) -> str | None:
     return lines[-1] if lines else None
 
 
+def gst_quote(value: str) -> str:
+    """``value`` as one ``gst_parse_launch`` property value: in double quotes, ``"`` and ``\\`` escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def bgr_tail(width: int | None = None, height: int | None = None, fps: float | None = None) -> str:
     """The conversion every source pipeline ends with, before the sink."""
     caps = "video/x-raw,format=BGR"
@@ -109,10 +122,20 @@ class GstLaunchReader:
 
     description = "gst-launch-1.0 subprocess (raw BGR frames over a pipe)"
 
-    def __init__(self, pipeline: str, open_timeout: float = 10.0, read_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: str,
+        open_timeout: float = 10.0,
+        read_timeout: float | None = None,
+        stop_timeout: float = 5.0,
+    ) -> None:
         self.pipeline = pipeline
         self.open_timeout = open_timeout
         self.read_timeout = read_timeout  # None: wait for frames forever (files); seconds: stall = disconnect
+        self.stop_timeout = stop_timeout  # after SIGINT (EOS), before SIGTERM
+        self.returncode: int | None = None  # gst-launch's exit status once closed
+        self.stopped_by = ""  # "eos" (SIGINT and -e did it), "terminate" or "kill"
+        self._stdout: collections.deque[str] = collections.deque(maxlen=200)
         self._proc: subprocess.Popen[bytes] | None = None
         self._fd = -1
         self._shape: tuple[int, int] | None = None
@@ -125,7 +148,7 @@ class GstLaunchReader:
     def command(self, fd: int) -> list[str]:
         exe = gst_launch_path() or GST_LAUNCH
         desc = f"{self.pipeline} ! fdsink name=edgesink fd={fd} sync=false"
-        return [exe, "-v", *shlex.split(desc)]
+        return [exe, "-e", "-v", *shlex.split(desc)]
 
     def open(self) -> None:
         if gst_launch_path() is None:
@@ -169,7 +192,10 @@ class GstLaunchReader:
             return
         try:
             for raw in proc.stdout:
-                m = _CAPS.search(raw.decode("utf-8", "replace").rstrip())
+                line = raw.decode("utf-8", "replace").rstrip()
+                if "GstFdSink:edgesink" not in line:
+                    self._stdout.append(line)
+                m = _CAPS.search(line)
                 if m:
                     fields = dict(_FIELD.findall(m.group(1)))
                     if "width" in fields and "height" in fields:
@@ -220,25 +246,63 @@ class GstLaunchReader:
             return None
         return data[:, : w * 3].reshape(h, w, 3)
 
+    @property
+    def output(self) -> list[str]:
+        """gst-launch's own messages on stdout (caps lines of the sink left out), newest last."""
+        return list(self._stdout)
+
     def interrupt(self) -> None:
+        """Ask gst-launch to stop: SIGINT, which with ``-e`` sends EOS and takes the pipeline to NULL."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
             try:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGINT)
             except OSError:  # pragma: no cover
                 pass
+
+    def _stop_process(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGINT (EOS), draining the pipe so fdsink never blocks the EOS; then SIGTERM; then SIGKILL."""
+        if proc.poll() is not None:
+            self.stopped_by = self.stopped_by or "exited"
+            return
+        try:
+            proc.send_signal(signal.SIGINT)
+        except OSError:  # pragma: no cover
+            pass
+        deadline = time.monotonic() + self.stop_timeout
+        reading = self._fd >= 0
+        while proc.poll() is None and time.monotonic() < deadline:
+            if reading:
+                ready, _, _ = select.select([self._fd], [], [], 0.05)
+                if ready:
+                    try:
+                        reading = bool(os.read(self._fd, 1 << 20))
+                    except OSError:
+                        reading = False
+            else:
+                try:
+                    proc.wait(timeout=0.05)
+                except subprocess.TimeoutExpired:
+                    pass
+        if proc.poll() is not None:
+            self.stopped_by = "eos"
+            return
+        log.warning("gst: gst-launch did not stop %.0f s after SIGINT (EOS); terminating it", self.stop_timeout)
+        proc.terminate()
+        try:
+            proc.wait(timeout=3)
+            self.stopped_by = "terminate"
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            self.stopped_by = "kill"
 
     def close(self) -> None:
         with self._lock:
             proc, self._proc = self._proc, None
             if proc is not None:
-                if proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=3)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+                self._stop_process(proc)
+                self.returncode = proc.returncode
                 for thread in (self._stdout_thread, self._stderr_thread):
                     if thread is not None and thread is not threading.current_thread():
                         thread.join(timeout=2)  # the process is gone: both streams end
@@ -268,7 +332,7 @@ class OpenCVReader:
             cap.set(prop, value)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"OpenCV ({self.description}) cannot open {self.target}")
+            raise SourceError(f"OpenCV ({self.description}) cannot open {redact(str(self.target))}")
         self._cap = cap
 
     def read(self) -> np.ndarray | None:

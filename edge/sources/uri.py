@@ -154,9 +154,14 @@ def is_image_path(path: str) -> bool:
     return path.lower().endswith(IMAGE_SUFFIXES)
 
 
-_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/@?#:\s]*):[^/@?#\s]*@")
+_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/@?#:\s\"']*):[^/?#\s\"']*@")
+_PW_PROPERTY = re.compile(r"\b(user-pw|password|passwd)=(\"(?:[^\"\\]|\\.)*\"|'[^']*'|\S+)", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***`` (for logs, events and metrics)."""
-    return _PASSWORD.sub(r"\1:***@", text)
+    """``text`` with every credential in it replaced by ``***`` (for logs, events, errors and metrics).
+
+    The password of a URL (``rtsp://user:pw@host``, also inside a quoted pipeline property) and
+    password properties of a pipeline description (``user-pw=...``).
+    """
+    return _PW_PROPERTY.sub(r"\1=***", _PASSWORD.sub(r"\1:***@", text))
