@@ -5,6 +5,12 @@ from setuptools import find_packages, setup
 # pip's OpenCV has no GStreamer, and on a Jetson it would shadow JetPack's GStreamer-enabled OpenCV:
 # depend on it everywhere but aarch64 Linux, where JetPack's python3-opencv is used.
 OPENCV = "opencv-python-headless>=4.8; platform_machine != 'aarch64'"
+# JetPack 6's OpenCV (python3-opencv) is built against numpy 1.x and fails to import under numpy 2: keep
+# numpy 1.x on aarch64 Linux (1.24+ for current onnx/onnxruntime wheels), any numpy elsewhere.
+NUMPY = [
+    "numpy>=1.24,<2; platform_machine == 'aarch64' and sys_platform == 'linux'",
+    "numpy>=1.24; platform_machine != 'aarch64' or sys_platform != 'linux'",
+]
 
 setup(
     name="edge-kit",
@@ -13,11 +19,15 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["edge", "edge.*", "builders", "builders.*", "platforms", "platforms.*"]),
     package_data={"platforms": ["profiles/*.yaml"], "edge": ["py.typed"], "builders": ["py.typed"]},
-    install_requires=["numpy>=1.24", "PyYAML>=6", "onnxruntime>=1.17", OPENCV],
+    install_requires=[*NUMPY, "PyYAML>=6", "onnxruntime>=1.17", OPENCV],
     extras_require={
         "build": ["onnx>=1.16", "onnxslim>=0.1.50", "onnxconverter-common>=1.14"],
         "rtx": ["tensorrt-rtx-cu13>=1.7", "cuda-python>=13", "nvidia-ml-py"],
-        "jetson": ["jetson-stats>=4.2", "cuda-python>=12"],
+        # cuda-python must match the driver's CUDA: 13.x links the CUDA 13 runtime and fails on JetPack 6's
+        # CUDA 12.6 driver. `jetson`: JetPack 6 (12.6.1+ has cuda.bindings); `jetson-cuda13`: JetPack 7 (Thor,
+        # CUDA 13). scripts/setup.sh picks one from /etc/nv_tegra_release (L4T 36 / 38+).
+        "jetson": ["jetson-stats>=4.2", "cuda-python>=12.6.1,<13"],
+        "jetson-cuda13": ["jetson-stats>=4.3", "cuda-python>=13,<14"],
         # aiohttp (on uvloop's event loop): the kit's one HTTP server stack; prometheus-client: /metrics everywhere.
         # grpcio: edge serve's gRPC adapter; tritonclient: its compiled KServe v2 protos (and the tests' real clients).
         "serve": [

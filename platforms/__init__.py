@@ -10,7 +10,7 @@ Imports only the standard library, PyYAML and :mod:`edge.errors`.
 
 from __future__ import annotations
 
-from platforms.detect import Machine, detect
+from platforms.detect import Machine, detect, tensorrt_warning
 from platforms.profile import Platform, PowerMode
 from platforms.registry import GENERIC_ID, all_targets, generic_platform, get_target, resolve_target, target_ids
 
@@ -25,4 +25,5 @@ __all__ = [
     "get_target",
     "resolve_target",
     "target_ids",
+    "tensorrt_warning",
 ]

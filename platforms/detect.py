@@ -234,3 +234,17 @@ def _read(path: Path) -> str | None:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
+
+
+def tensorrt_warning(machine: Machine, executable: str | None = None) -> str | None:
+    """The loud line for a Jetson whose Python sees no TensorRT (every bundle would run on ONNX Runtime), else None."""
+    if not machine.is_jetson or machine.tensorrt_version is not None:
+        return None
+    import sys
+
+    where = f"L4T {machine.l4t_version}" if machine.l4t_version else machine.platform.name
+    return (
+        f"WARNING: this Jetson ({where}) runs without TensorRT: {executable or sys.executable} cannot import "
+        "tensorrt, so every bundle falls back to ONNX Runtime; install JetPack's python3-libnvinfer and use a venv "
+        "made with --system-site-packages without tensorrt-stubs (scripts/setup.sh does both)"
+    )

@@ -185,7 +185,11 @@ def _state_dir() -> Any:
 
 
 def format_text(machine: dict[str, Any], report: dict[str, Any] | None) -> str:
-    lines = [f"platform: {machine['target']} ({machine['reason']})", f"machine: {machine['facts']}"]
+    lines = [
+        *machine.get("warnings", []),
+        f"platform: {machine['target']} ({machine['reason']})",
+        f"machine: {machine['facts']}",
+    ]
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()))
     gpu = machine.get("gpu") or {}
     if gpu.get("name") or gpu.get("compute_capability"):
@@ -240,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
             **{k: getattr(machine_obj, k, None) for k in GPU_VERSIONS},
         },
         "versions": versions(),
+        "warnings": [w for w in (platforms.tensorrt_warning(machine_obj),) if w],
     }
     report = check_bundle(args.bundle, args.atol, args.rtol, facts) if args.bundle else None
     if args.json:
