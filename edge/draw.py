@@ -1,4 +1,7 @@
-"""Draw results on images (boxes, labels, keypoints, top classes): ``edge infer --save`` and video overlays.
+"""Draw results on images: ``edge infer --save`` and video overlays.
+
+Boxes with labels, instance masks (segment, blended in the class colour), rotated boxes (obb, as polygons),
+keypoints (pose: with the COCO skeleton when there are 17, only those whose score is above 0.5), top classes.
 
     annotated = draw(image_bgr, result)        # a copy; draw(..., inplace=True) draws on the image itself
 
@@ -29,6 +32,13 @@ PALETTE = (
     (199, 55, 255),
 )
 KEYPOINT_COLORS = ((0, 0, 255), (0, 255, 255), (255, 0, 255), (0, 255, 0), (255, 0, 0))
+# COCO person keypoints (0 nose, 1-4 eyes/ears, 5-10 shoulders/elbows/wrists, 11-16 hips/knees/ankles): limbs
+SKELETON = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9), (8, 10),
+    (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)  # fmt: skip
+KEYPOINT_MIN_SCORE = 0.5  # pose keypoints at or below this visibility are not drawn
+MASK_ALPHA = 0.45
 
 
 def color(class_id: int) -> tuple[int, int, int]:
@@ -40,14 +50,49 @@ def _scale(image: np.ndarray) -> tuple[int, float]:
     return max(1, round(side / 400)), max(0.4, side / 1200)
 
 
+def draw_masks(image: np.ndarray, dets: Detections) -> np.ndarray:
+    """Each instance mask blended into the image in its class colour, drawn in place (best box on top)."""
+    if dets.masks is None or dets.masks.shape[1:] != image.shape[:2]:
+        return image
+    for i in reversed(range(len(dets))):
+        m = dets.masks[i]
+        ys, xs = np.nonzero(m)
+        if not len(ys):
+            continue
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1  # blend only the mask's bounding box
+        roi = image[y0:y1, x0:x1]
+        sel = m[y0:y1, x0:x1]
+        tint = np.array(color(int(dets.class_ids[i])), np.float32)
+        roi[sel] = (roi[sel] * (1 - MASK_ALPHA) + tint * MASK_ALPHA).astype(np.uint8)
+    return image
+
+
+def _draw_keypoints(image: np.ndarray, points: np.ndarray, scores: np.ndarray | None, thick: int) -> None:
+    visible = np.ones(len(points), bool) if scores is None else scores > KEYPOINT_MIN_SCORE
+    pts = [(round(float(x)), round(float(y))) for x, y in points]
+    if len(points) == 17 and scores is not None:
+        for a, b in SKELETON:
+            if visible[a] and visible[b]:
+                cv2.line(image, pts[a], pts[b], (255, 200, 80), thick, cv2.LINE_AA)
+    for k, p in enumerate(pts):
+        if visible[k]:
+            cv2.circle(image, p, thick + 1, KEYPOINT_COLORS[k % len(KEYPOINT_COLORS)], -1, cv2.LINE_AA)
+
+
 def draw_detections(image: np.ndarray, dets: Detections) -> np.ndarray:
-    """Boxes with ``label score`` tags and keypoints, drawn in place on a BGR image."""
+    """Masks, boxes (rotated boxes as polygons) with ``label score`` tags and keypoints, drawn in place (BGR)."""
     thick, font = _scale(image)
+    draw_masks(image, dets)
+    polygons = dets.polygons().round().astype(np.int32) if dets.rotated is not None else None
     for i in range(len(dets)):
         x1, y1, x2, y2 = (round(float(v)) for v in dets.boxes[i])
         cid = int(dets.class_ids[i])
         c = color(cid)
-        cv2.rectangle(image, (x1, y1), (x2, y2), c, thick, cv2.LINE_AA)
+        if polygons is not None:
+            cv2.polylines(image, [polygons[i]], True, c, thick, cv2.LINE_AA)
+            x1, y1 = (int(v) for v in polygons[i][np.argmin(polygons[i][:, 1])])  # the tag at the top corner
+        else:
+            cv2.rectangle(image, (x1, y1), (x2, y2), c, thick, cv2.LINE_AA)
         text = f"{dets.label(cid)} {float(dets.scores[i]):.2f}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, max(1, thick - 1))
         ty = y1 - 2 if y1 - th - base - 2 >= 0 else y1 + th + base + 2
@@ -63,9 +108,8 @@ def draw_detections(image: np.ndarray, dets: Detections) -> np.ndarray:
             cv2.LINE_AA,
         )
         if dets.keypoints is not None:
-            for k, (px, py) in enumerate(dets.keypoints[i]):
-                kc = KEYPOINT_COLORS[k % len(KEYPOINT_COLORS)]
-                cv2.circle(image, (round(float(px)), round(float(py))), thick + 1, kc, -1, cv2.LINE_AA)
+            scores = dets.keypoint_scores[i] if dets.keypoint_scores is not None else None
+            _draw_keypoints(image, dets.keypoints[i], scores, thick)
     return image
 
 

@@ -13,8 +13,11 @@ from edge.errors import ConfigError
 
 @dataclass(frozen=True)
 class Detections:
-    """Boxes in original-image pixels (xyxy), with scores, class ids and optional keypoints.
+    """Boxes in original-image pixels (xyxy), with scores, class ids and what the task adds.
 
+    The one result of every box task: ``detect`` fills boxes, scores and class ids; ``pose`` adds
+    ``keypoints`` and ``keypoint_scores``; ``segment`` adds ``masks``; ``obb`` adds ``rotated`` (and ``boxes``
+    holds each rotated box's axis-aligned bounds, clipped to the image). Everything is in original-image pixels.
     Filter with a boolean mask or index array: ``dets[dets.scores > 0.5]``.
     """
 
@@ -22,8 +25,11 @@ class Detections:
     scores: np.ndarray  # [N] float32
     class_ids: np.ndarray  # [N] int64
     labels: Sequence[str] = ()  # label names by class id (the bundle's labels)
-    keypoints: np.ndarray | None = None  # [N, K, 2] float32, e.g. RetinaFace's 5 landmarks
+    keypoints: np.ndarray | None = None  # [N, K, 2] float32 x, y, e.g. RetinaFace's 5 landmarks, COCO's 17
     track_ids: np.ndarray | None = None  # [N] int64 from a tracker (edge.events); -1: not (yet) in a track
+    keypoint_scores: np.ndarray | None = None  # [N, K] float32 visibility/confidence of each keypoint (pose)
+    masks: np.ndarray | None = None  # [N, H, W] bool, one instance mask per box at the image's size (segment)
+    rotated: np.ndarray | None = None  # [N, 5] float32 cx, cy, w, h, angle in radians (obb)
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
@@ -37,6 +43,16 @@ class Detections:
             raise ConfigError(f"Detections.keypoints: expected [N, K, 2], got {self.keypoints.shape}")
         if self.track_ids is not None and self.track_ids.shape != (n,):
             raise ConfigError(f"Detections.track_ids: expected [{n}] like boxes, got {self.track_ids.shape}")
+        if self.keypoint_scores is not None and (
+            self.keypoints is None or self.keypoint_scores.shape != self.keypoints.shape[:2]
+        ):
+            raise ConfigError(
+                f"Detections.keypoint_scores: expected [N, K] like keypoints, got {self.keypoint_scores.shape}"
+            )
+        if self.masks is not None and (self.masks.ndim != 3 or len(self.masks) != n):
+            raise ConfigError(f"Detections.masks: expected [N, H, W], got {self.masks.shape}")
+        if self.rotated is not None and self.rotated.shape != (n, 5):
+            raise ConfigError(f"Detections.rotated: expected [N, 5] (cx, cy, w, h, angle), got {self.rotated.shape}")
 
     @classmethod
     def empty(cls, labels: Sequence[str] = ()) -> Detections:
@@ -46,9 +62,27 @@ class Detections:
         return len(self.boxes)
 
     def __getitem__(self, index: Any) -> Detections:
-        kp = self.keypoints[index] if self.keypoints is not None else None
-        tids = self.track_ids[index] if self.track_ids is not None else None
-        return Detections(self.boxes[index], self.scores[index], self.class_ids[index], self.labels, kp, tids)
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[index]
+
+        return Detections(
+            self.boxes[index],
+            self.scores[index],
+            self.class_ids[index],
+            self.labels,
+            keypoints=take(self.keypoints),
+            track_ids=take(self.track_ids),
+            keypoint_scores=take(self.keypoint_scores),
+            masks=take(self.masks),
+            rotated=take(self.rotated),
+        )
+
+    def polygons(self) -> np.ndarray:
+        """``[N, 4, 2]`` corners of each box: the rotated box for ``obb``, else the axis-aligned one."""
+        if self.rotated is not None:
+            return rotated_corners(self.rotated)
+        x1, y1, x2, y2 = (self.boxes[:, i] for i in range(4))
+        return np.stack([np.stack(p, -1) for p in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))], 1)
 
     def label(self, class_id: int) -> str:
         return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)
@@ -67,8 +101,42 @@ class Detections:
                 item["track_id"] = int(self.track_ids[i]) if self.track_ids[i] >= 0 else None
             if self.keypoints is not None:
                 item["keypoints"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.keypoints[i]]
+            if self.keypoint_scores is not None:
+                item["keypoint_scores"] = [round(float(v), 4) for v in self.keypoint_scores[i]]
+            if self.rotated is not None:
+                cx, cy, w, h, angle = (float(v) for v in self.rotated[i])
+                item["rotated_box"] = [round(cx, 2), round(cy, 2), round(w, 2), round(h, 2), round(angle, 5)]
+                corners = rotated_corners(self.rotated[i : i + 1])[0]
+                item["polygon"] = [[round(float(x), 2), round(float(y), 2)] for x, y in corners]
+            if self.masks is not None:
+                item["mask"] = mask_rle(self.masks[i])
             out.append(item)
         return out
+
+
+def rotated_corners(rotated: np.ndarray) -> np.ndarray:
+    """``[N, 4, 2]`` corners of ``[N, 5]`` (cx, cy, w, h, angle) boxes, in Ultralytics' ``xyxyxyxy`` order."""
+    r = np.asarray(rotated, dtype=np.float32).reshape(-1, 5)
+    ctr = r[:, :2]
+    cos, sin = np.cos(r[:, 4]), np.sin(r[:, 4])
+    v1 = np.stack([r[:, 2] / 2 * cos, r[:, 2] / 2 * sin], -1)
+    v2 = np.stack([-r[:, 3] / 2 * sin, r[:, 3] / 2 * cos], -1)
+    return np.stack([ctr + v1 + v2, ctr + v1 - v2, ctr - v1 - v2, ctr - v1 + v2], 1)
+
+
+def mask_rle(mask: np.ndarray) -> dict[str, Any]:
+    """A mask as uncompressed COCO run-length encoding: ``{"size": [h, w], "counts": [...]}``.
+
+    Runs go down the columns (column-major, as pycocotools reads them) and start with a run of zeros
+    (``0`` when the first pixel is set): ``pycocotools.mask.frPyObjects(rle, h, w)`` decodes it.
+    """
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
 
 
 @dataclass(frozen=True)

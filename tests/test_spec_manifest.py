@@ -87,7 +87,7 @@ def test_preprocess_spec_errors(data: dict[str, object], message: str) -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"task": "segment"}, "postprocess.task: 'segment' is not one of detect, classify, raw"),
+        ({"task": "depth"}, "postprocess.task: 'depth' is not one of detect, segment, pose, obb, classify, raw"),
         ({"task": "detect"}, "postprocess.decoder: a detect task needs a decoder"),
         ({"task": "detect", "decoder": "yolov8", "score_threshold": 2}, "postprocess.score_threshold: must be <= 1.0"),
     ],

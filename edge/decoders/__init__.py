@@ -5,7 +5,9 @@
 
 ``spec.task`` ``raw`` gives :class:`~edge.results.RawOutputs`, ``classify`` gives
 :class:`~edge.results.Classifications`, ``detect`` gives :class:`~edge.results.Detections` from the decoder
-named by ``spec.decoder`` (see ``docs/decoders.md`` for the output layouts each one expects).
+named by ``spec.decoder``; ``segment``, ``pose`` and ``obb`` give ``Detections`` with masks, keypoints or rotated
+boxes from the YOLO head layout ``spec.decoder`` names (``yolov8`` by default, ``yolov10`` for end-to-end rows).
+See ``docs/decoders.md`` for the output layouts each one expects.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from edge.preprocess import Meta
 from edge.results import Result
 from edge.spec import PostprocessSpec
 
-# decoder name -> module (each has ``decode(outputs, spec, metas) -> list[Result]``)
+# decoder name (task name outside detect) -> module (each has ``decode(outputs, spec, metas) -> list[Result]``),
+# imported on first use
 MODULES = {
     "raw": "edge.decoders.raw",
     "classify": "edge.decoders.classify",
@@ -31,6 +34,9 @@ MODULES = {
     "yolov10": "edge.decoders.yolo",
     "efficientnms": "edge.decoders.efficientnms",
     "ssd": "edge.decoders.ssd",
+    "segment": "edge.decoders.segment",
+    "pose": "edge.decoders.pose",
+    "obb": "edge.decoders.obb",
 }
 
 

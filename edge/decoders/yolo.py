@@ -73,26 +73,62 @@ def _end_to_end(a: np.ndarray) -> bool:
 
 def _dense_item(pred: np.ndarray, extra: int, meta: Meta, spec: PostprocessSpec, agnostic: bool) -> Detections:
     """One image's ``[C, N]`` head: best class per anchor, threshold, NMS."""
-    thr = spec.score_threshold
     if extra == 5:  # objectness first: most anchors go before touching class scores
-        cand = np.flatnonzero(pred[4] > thr)
+        cand = np.flatnonzero(pred[4] > spec.score_threshold)
         cls_scores = pred[5:, cand] * pred[4, cand]
+        idx, scores, class_ids = best_class(cls_scores, spec.score_threshold)
+        idx = cand[idx]
     else:
-        cand = None
-        cls_scores = pred[4:]
-    best = cls_scores.max(axis=0)  # a plain max is several times faster than argmax over all anchors
-    sel = np.flatnonzero(best > thr)
-    scores = best[sel]
-    class_ids = cls_scores[:, sel].argmax(axis=0)
-    idx = sel if cand is None else cand[sel]
+        idx, scores, class_ids = best_class(pred[4:], spec.score_threshold)
     boxes = cxcywh_to_xyxy(pred[:4, idx].T.astype(np.float32))
     keep = nms(boxes, scores, class_ids, spec.iou_threshold, agnostic=agnostic, max_detections=spec.max_detections)
     return detections(boxes[keep], scores[keep], class_ids[keep], meta, spec)
 
 
+def best_class(cls_scores: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``[nc, N]`` class scores -> (anchor indices whose best score is above ``threshold``, that score, its class)."""
+    best = cls_scores.max(axis=0)  # a plain max is several times faster than argmax over all anchors
+    sel = np.flatnonzero(best > threshold)
+    return sel, best[sel].astype(np.float32), cls_scores[:, sel].argmax(axis=0).astype(np.int64)
+
+
+def dense_select(pred: np.ndarray, nc: int, spec: PostprocessSpec, agnostic: bool) -> tuple[np.ndarray, ...]:
+    """One image's dense ``[4+nc+extra, N]`` head (cx, cy, w, h, class scores, extra): best class, threshold, NMS.
+
+    Returns the kept anchors' indices, their xyxy boxes (network pixels), scores and class ids, best first.
+    """
+    idx, scores, class_ids = best_class(pred[4 : 4 + nc], spec.score_threshold)
+    boxes = cxcywh_to_xyxy(pred[:4, idx].T.astype(np.float32))
+    keep = nms(boxes, scores, class_ids, spec.iou_threshold, agnostic=agnostic, max_detections=spec.max_detections)
+    return idx[keep], boxes[keep], scores[keep], class_ids[keep]
+
+
+def end_to_end_select(rows: np.ndarray, spec: PostprocessSpec) -> np.ndarray:
+    """One image's ``[K, 6+extra]`` rows, already suppressed by the model: the rows above the threshold, best
+    first, at most ``max_detections``."""
+    sel = np.flatnonzero(rows[:, 4] > spec.score_threshold)
+    return sel[np.argsort(-rows[sel, 4], kind="stable")][: spec.max_detections]
+
+
 def _end_to_end_item(pred: np.ndarray, meta: Meta, spec: PostprocessSpec) -> Detections:
     """One image's ``[N, 6]`` rows, already suppressed by the model: threshold, best first, cap."""
-    sel = np.flatnonzero(pred[:, 4] > spec.score_threshold)
-    sel = sel[np.argsort(-pred[sel, 4], kind="stable")][: spec.max_detections]
-    rows = pred[sel].astype(np.float32)
+    rows = pred[end_to_end_select(pred, spec)].astype(np.float32)
     return detections(rows[:, :4], rows[:, 4], rows[:, 5].round().astype(np.int64), meta, spec)
+
+
+def channels_first(a: np.ndarray, channels: int | None, min_channels: int) -> np.ndarray | None:
+    """A ``[B, C, N]`` view of a dense head given as ``[B, C, N]`` or ``[B, N, C]``; None when ``a`` is not one.
+
+    With ``channels`` known, the axis of that size is C; otherwise the smaller of the last two (N, the anchors,
+    runs into the thousands), which must exceed ``min_channels``.
+    """
+    if a.ndim != 3:
+        return None
+    if channels is not None:
+        axis = 1 if a.shape[1] == channels else 2 if a.shape[2] == channels else None
+    else:
+        axis = 1 if a.shape[1] < a.shape[2] else 2
+        axis = axis if a.shape[axis] > min_channels else None
+    if axis is None:
+        return None
+    return a if axis == 1 else a.transpose(0, 2, 1)

@@ -35,7 +35,7 @@ import ultralytics
 import yaml
 from torch import nn
 from ultralytics import YOLO
-from ultralytics.nn.modules.head import Detect
+from ultralytics.nn.modules.head import Classify, Detect
 
 HERE = Path(__file__).resolve().parent
 IMAGE = HERE / "coffee.jpg"
@@ -142,20 +142,27 @@ def make_model(name: str, spec: dict[str, Any], work: Path) -> YOLO:
     with torch.no_grad():
         model.model(calibration_batch(spec["imgsz"]))
     model.model.eval()
+    if isinstance(head, Classify):  # random logits are ~0: the softmax would be flat, and its ranking fragile
+        with torch.no_grad():
+            head.linear.weight *= 10
     if isinstance(head, Detect):
-        # class logits ~ N(-2, 1), so scores spread over 0..1 like a trained model's and the best few are
-        # distinct (random weights with Ultralytics' prior bias, about -10, would score everything ~0)
+        # class logits mapped linearly so that on the photo their median is -3 and their maximum +3: scores spread
+        # over 0..0.95 like a trained model's, the best ones distinct (random weights with Ultralytics' prior bias,
+        # about -10, would score everything ~0; unscaled, many saturate at 1.0 and tie)
         last = [b[-1] for attr in ("cv3", "one2one_cv3") for b in getattr(head, attr, None) or []]
-        stds: dict[int, float] = {}
+        seen: dict[int, torch.Tensor] = {}
         hooks = [
-            conv.register_forward_hook(lambda m, a, o, i=i: stds.__setitem__(i, float(o.std())))
+            conv.register_forward_hook(lambda m, a, o, i=i: seen.__setitem__(i, o.detach()))
             for i, conv in enumerate(last)
         ]
         with torch.no_grad():
             model.model(calibration_batch(spec["imgsz"]))
             for i, conv in enumerate(last):
-                conv.weight /= max(stds[i], 1e-6)
-                nn.init.constant_(conv.bias, -2.0)
+                z = seen[i]
+                median, top = float(z.median()), float(z.max())
+                a = 6.0 / max(top - median, 1e-6)
+                conv.weight *= a
+                conv.bias.copy_(conv.bias * a + (-3.0 - a * median))
         for h in hooks:
             h.remove()
     return model
