@@ -3,7 +3,7 @@
     power:
       mode: MAXN              # applied at start, previous mode restored at exit
       clocks: on              # jetson_clocks pinned (on), released (off), or left alone (absent)
-      idle_mode: 7W           # after idle_after with no detections, switch here...
+      idle_mode: 15W          # after idle_after with no detections, switch here (a mode that switches live)...
       idle_after: 30s
       fps_idle: 2             # ...and cap the frame rate; the first detection switches back
       thermal_limit_c: 85     # step down to thermal_mode when a zone exceeds this
@@ -11,7 +11,10 @@
       thermal_mode: 15W       # default: the next lower-power mode in the device's list
 
 Modes are names; they are resolved to ids from the device's own list when the policy starts (a name
-the device does not know fails there, with the valid names). Only the shape is checked here.
+the device does not know fails there, with the valid names, and so does an idle or thermal mode that
+nvpmodel cannot switch to without a reboot). On desktop GPUs (NVML) the modes are ``max``, ``balanced``,
+``eco`` or a wattage such as ``180W``, and ``clocks: on`` locks the graphics clock at its maximum.
+Only the shape is checked here.
 """
 
 from __future__ import annotations
