@@ -158,3 +158,18 @@ def test_python_m_edge_power(make_jetson) -> None:
     )
     assert (proc.returncode, proc.stdout) == (0, "power mode: 15W -> 7W (id 1), verified\n")
     assert jetson.mode_id() == 1
+
+
+def test_restore_on_a_jetson_puts_the_stored_clocks_back(make_jetson, capsys) -> None:
+    jetson = make_jetson("orin-nx-16gb")
+    root = str(jetson.root)
+    state = jetson.root / "var/lib/edge/jetson_clocks.conf"
+    assert edge(capsys, "restore", "--sysroot", root) == (0, f"nothing to restore: no clocks stored at {state}\n", "")
+    assert edge(capsys, "clocks", "on", "--sysroot", root)[1] == "clocks: pinned\n"
+    assert edge(capsys, "restore", "--sysroot", root) == (0, "clocks: restored (not pinned)\n", "")
+    assert not state.exists()
+    code, _, err = edge(capsys, "clocks", "lock", "1000,1200", "--sysroot", root)
+    assert (code, err) == (
+        7,
+        "error: clocks lock is for desktop GPUs (NVML); on a Jetson use clocks on|off|restore\n",
+    )

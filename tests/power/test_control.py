@@ -271,3 +271,33 @@ def test_jtop_backend_needs_the_real_root_and_jetson_stats(make_jetson) -> None:
     if importlib.util.find_spec("jtop") is None:  # jetson-stats is not installed here: auto means CLI
         assert _jtop_factory() == (None, None)
     assert jetson.changes() == []
+
+
+def test_a_jtop_version_mismatch_is_named_when_root_is_missing(make_jetson, monkeypatch) -> None:
+    """jetson-stats' client refuses a service of another version; the fallback must not just say "needs root"."""
+    import sys
+    import types
+
+    class Mismatch(Exception):
+        pass
+
+    class Client:  # what jtop.jtop does when service and client versions differ (raises on connect)
+        def __enter__(self) -> Client:
+            raise Mismatch("Mismatch of jtop version between service (4.2.12) and client (4.3.2)")
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    monkeypatch.setitem(sys.modules, "jtop", types.SimpleNamespace(jtop=Client))
+    factory, why = _jtop_factory()
+    assert factory is None and why is not None
+    assert why.startswith("Mismatch of jtop version between service (4.2.12) and client (4.3.2) (the jetson-stats")
+    jetson = make_jetson("orin-nano-8gb")
+    ctl = CliController(jetson.root, euid=1000)
+    ctl.jtop_note = why
+    with pytest.raises(PowerError) as err:
+        ctl.set_mode("7W")
+    assert str(err.value).startswith(
+        f"switching the power mode to 7W needs root (running as uid 1000); jtop was not used: {why}; "
+    )
+    assert jetson.changes() == []
