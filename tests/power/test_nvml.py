@@ -241,7 +241,7 @@ class Caps:
         return PipelineStats()
 
 
-def test_run_policy_on_a_desktop(nvml: FakeNvml, desktop: Path) -> None:
+def test_run_policy_on_a_desktop(nvml: FakeNvml, desktop: Path, tmp_path: Path) -> None:
     """The run config's power section on NVML: balanced while busy, eco when idle, the hand-set 400 W back at stop."""
     clock = [0.0]
     events: list[tuple[str, str, dict[str, Any]]] = []
@@ -262,8 +262,14 @@ def test_run_policy_on_a_desktop(nvml: FakeNvml, desktop: Path) -> None:
     policy.evaluate()
     assert limits(nvml) == [225000, 350000]
     assert events[-1][1] == "idle -> eco: no detections for 10s (idle_after 10s)"
+    # While running, a crash would leave the state file: `edge power restore` would put 400 W back.
+    saved = json.loads(state_file(tmp_path).read_text())["gpus"]
+    assert saved == {
+        nvml.gpus[0].uuid: {"index": 0, "name": nvml.gpus[0].name, "limit_mw": 400000, "clocks_locked": True}
+    }
     policy.on_stop(PipelineStats())
     assert limits(nvml) == [400000, 350000] and nvml.gpus[0].locked is None
+    assert not state_file(tmp_path).exists()  # a clean stop leaves nothing to restore
     assert [m for _, m, _ in events] == [
         "power mode 400W -> balanced (start)",
         "clocks pinned (start)",

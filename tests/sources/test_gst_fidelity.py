@@ -142,3 +142,14 @@ def test_rtsp_url_with_a_query_string_and_credentials_opens() -> None:
             src.stop()
     assert frame is not None and frame.image.shape == (240, 320, 3)
     assert "s3cr3t" not in src.uri and "s3cr3t" not in frame.source
+
+
+def test_gst_launch_that_cannot_finish_eos_is_terminated() -> None:
+    """A buffer held for 5 s (identity sleep-time) keeps EOS from arriving: SIGTERM follows after stop_timeout."""
+    reader = GstLaunchReader(
+        "videotestsrc ! video/x-raw,width=32,height=24,framerate=30/1 ! identity sleep-time=5000000 ! " + bgr_tail(),
+        stop_timeout=0.5,
+    )
+    reader.open()
+    reader.close()
+    assert reader.stopped_by == "terminate" and reader.returncode == -15
