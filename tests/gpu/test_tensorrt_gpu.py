@@ -111,7 +111,9 @@ def test_classic_tensorrt_with_data_dependent_output(tmp_path: Path) -> None:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    logger = trt.Logger(trt.Logger.ERROR)
+    from edge.backends.trt_logger import process_logger
+
+    logger = process_logger(trt)  # TensorRT keeps one logger per process: the kit's
     builder = trt.Builder(logger)
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
