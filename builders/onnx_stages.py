@@ -47,7 +47,7 @@ def preprocess_spec(options: BuildOptions, inputs: list[TensorSpec]) -> Preproce
         raise ConfigError(f"{options.model}: the model has no inputs to feed")
     first = inputs[0]
     fields: dict[str, Any] = {"input": first.name}
-    for key in ("color", "scale", "mean", "std", "resize", "layout", "size"):
+    for key in ("color", "scale", "mean", "std", "resize", "layout", "size", "crop_fraction", "pad_align", "pad_value"):
         value = getattr(options, key)
         if value is not None:
             fields[key] = value
@@ -62,6 +62,11 @@ def postprocess_spec(options: BuildOptions, labels: tuple[str, ...]) -> Postproc
         fields["score_threshold"] = options.score_threshold
     if options.iou_threshold is not None:
         fields["iou_threshold"] = options.iou_threshold
+    for key in ("max_detections", "top_k"):
+        if getattr(options, key) is not None:
+            fields[key] = getattr(options, key)
+    if options.agnostic_nms:
+        fields["options"] = {"class_agnostic": True}
     return PostprocessSpec(**fields)
 
 

@@ -17,7 +17,7 @@ import platforms
 from builders.engine_trt import HARDWARE_COMPATIBILITY
 from edge.errors import ConfigError
 from edge.manifest import PRECISIONS
-from edge.spec import COLORS, DECODERS, LAYOUTS, RESIZE_MODES, TASKS
+from edge.spec import BOX_TASKS, COLORS, DECODERS, DECODERS_WITHOUT_CLASS_NMS, LAYOUTS, PAD_ALIGNS, RESIZE_MODES, TASKS
 from platforms import Platform
 
 CALIB_METHODS = ("entropy", "minmax", "percentile")
@@ -65,12 +65,18 @@ class BuildOptions:
     resize: str | None = None
     layout: str | None = None
     size: tuple[int, int] | None = None
+    crop_fraction: float | None = None
+    pad_align: str | None = None
+    pad_value: int | None = None
     # postprocess spec
     task: str = "raw"
     decoder: str | None = None
     labels: Path | None = None
     score_threshold: float | None = None
     iou_threshold: float | None = None
+    max_detections: int | None = None
+    top_k: int | None = None
+    agnostic_nms: bool = False
     # bundle
     name: str | None = None
     force: bool = False
@@ -124,6 +130,7 @@ class BuildOptions:
         for flag, threshold in (("--score-threshold", self.score_threshold), ("--iou-threshold", self.iou_threshold)):
             if threshold is not None and not 0.0 <= threshold <= 1.0:
                 raise ConfigError(f"{flag}: expected a value in [0, 1], got {threshold}")
+        _check_spec_options(self)
         for flag, path in (("--calib", self.calib), ("--val", self.val), ("--labels", self.labels)):
             if path is not None and not Path(path).exists():
                 raise ConfigError(f"{flag} {path}: no such file or folder")
@@ -135,6 +142,33 @@ class BuildOptions:
     @property
     def model_name(self) -> str:
         return self.name or self.model.stem
+
+
+def _check_spec_options(o: BuildOptions) -> None:
+    """The newer preprocess and decoder flags: ranges, and the task or resize mode each one needs."""
+    if o.crop_fraction is not None and not 0.0 < o.crop_fraction <= 1.0:
+        raise ConfigError(f"--crop-fraction: expected a fraction in (0, 1] such as 0.875, got {o.crop_fraction}")
+    if o.crop_fraction is not None and o.resize != "center-crop":
+        raise ConfigError(
+            f"--crop-fraction is used by --resize center-crop (or --preset torchvision/tf), "
+            f"not --resize {o.resize or 'letterbox (the default)'}"
+        )
+    _choice("--pad-align", o.pad_align, PAD_ALIGNS)
+    if o.pad_value is not None and not 0 <= o.pad_value <= 255:
+        raise ConfigError(f"--pad-value: expected a pixel value 0..255, got {o.pad_value}")
+    _positive("--max-detections", o.max_detections)
+    _positive("--top-k", o.top_k)
+    if o.max_detections is not None and o.task not in BOX_TASKS:
+        raise ConfigError(f"--max-detections is a detector setting: it needs --task {'|'.join(BOX_TASKS)}")
+    if o.top_k is not None and o.task != "classify":
+        raise ConfigError("--top-k is the number of classes a classifier reports: it needs --task classify")
+    if o.agnostic_nms and (o.task not in BOX_TASKS or o.decoder in DECODERS_WITHOUT_CLASS_NMS):
+        why = (
+            f"decoder {o.decoder} does no class-aware NMS of its own"
+            if o.task in BOX_TASKS
+            else f"it needs --task {'|'.join(BOX_TASKS)}"
+        )
+        raise ConfigError(f"--agnostic-nms: {why}")
 
 
 def precision_error(precision: str, target: Platform) -> ConfigError:

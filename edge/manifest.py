@@ -215,6 +215,12 @@ class Manifest:
 def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
     """Read and validate ``BUNDLE/manifest.json`` (schema only; see :func:`verify_file`)."""
     bundle = Path(bundle_dir)
+    if bundle.is_file() and bundle.suffix.lower() == ".onnx":
+        out = bundle.with_suffix(".bundle")
+        raise BundleError(
+            f"{bundle}: an ONNX model, not a bundle; build one first: `edge build {bundle} -o {out}` (add --target, "
+            f"--precision, --task/--decoder as docs/build.md shows), then use {out}"
+        )
     if not bundle.is_dir():
         raise BundleError(f"{bundle}: not a bundle directory; make one with `edge build MODEL.onnx -o {bundle}`")
     path = bundle / MANIFEST

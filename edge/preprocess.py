@@ -191,6 +191,50 @@ def geometry(spec: PreprocessSpec, image_hw: tuple[int, int], net_hw: tuple[int,
     return Meta(oh, ow, nh, nw, rw / ow, rh / oh, float(left), float(top)), (rh, rw)
 
 
+def resize(image: np.ndarray, spec: PreprocessSpec, size_hw: tuple[int, int]) -> np.ndarray:
+    """``image`` resized to ``size_hw`` the way the spec's convention does it: center-crop (torchvision, timm, PIL)
+    shrinks with an antialiasing triangle filter (:func:`resize_antialiased`, PIL's bilinear); everything else,
+    and every enlargement, uses OpenCV's INTER_LINEAR (Ultralytics' letterbox and most detector pipelines)."""
+    h, w = size_hw
+    if (h, w) == image.shape[:2]:
+        return image
+    if spec.resize == "center-crop" and (h < image.shape[0] or w < image.shape[1]):
+        return resize_antialiased(image, size_hw)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _triangle_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """PIL's bilinear resampling coefficients along one axis: for each output pixel, the input pixels it reads
+    (``[out, taps]``, clamped) and their weights (a triangle as wide as the scale factor, normalized)."""
+    scale = in_size / out_size
+    stretch = max(scale, 1.0)
+    support = stretch  # the triangle's half-width: 1 input pixel, times the shrink factor
+    taps = math.ceil(support) * 2 + 1
+    centers = (np.arange(out_size) + 0.5) * scale
+    first = np.maximum((centers - support + 0.5).astype(np.int64), 0)
+    stop = np.minimum((centers + support + 0.5).astype(np.int64), in_size)
+    index = first[:, None] + np.arange(taps)[None, :]
+    weight = 1.0 - np.abs((index - centers[:, None] + 0.5) / stretch)
+    weight = np.where((index < stop[:, None]) & (weight > 0), weight, 0.0)
+    weight /= weight.sum(axis=1, keepdims=True)
+    return np.minimum(index, in_size - 1), weight.astype(np.float32)
+
+
+def resize_antialiased(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """A uint8 image resized to ``size_hw`` as PIL's ``Image.resize(..., BILINEAR)`` does (what torchvision's
+    ``Resize`` runs on PIL images): separable triangle filter, horizontal pass then vertical, each rounded to
+    uint8 (PIL's intermediate); equal to PIL within one grey level."""
+    img = image if image.ndim == 3 else image[:, :, None]
+    h, w = size_hw
+    index, weight = _triangle_taps(img.shape[1], w)
+    rows = np.einsum("hwkc,wk->hwc", img[:, index].astype(np.float32), weight)
+    rows = np.clip(np.rint(rows), 0, 255).astype(np.uint8)
+    index, weight = _triangle_taps(img.shape[0], h)
+    out = np.einsum("hkwc,hk->hwc", rows[index].astype(np.float32), weight)
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out if image.ndim == 3 else out[:, :, 0]
+
+
 def preprocess(
     image: np.ndarray,
     spec: PreprocessSpec,
@@ -213,7 +257,7 @@ def preprocess(
     oh, ow = img.shape[:2]
     nh, nw = network_size(spec, input_shape, (oh, ow), profile)
     meta, (rh, rw) = geometry(spec, (oh, ow), (nh, nw))
-    resized = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_LINEAR) if (rh, rw) != (oh, ow) else img
+    resized = resize(img, spec, (rh, rw))
     if spec.resize == "center-crop":  # cut the centre out of the resized image
         cy, cx = int(-meta.pad_y), int(-meta.pad_x)
         resized = resized[cy : cy + nh, cx : cx + nw]

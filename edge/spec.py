@@ -22,8 +22,15 @@ RESIZE_MODES = ("letterbox", "stretch", "center-crop", "none")
 PAD_ALIGNS = ("center", "topleft")
 COLORS = ("bgr", "rgb")
 LAYOUTS = ("nchw", "nhwc")
-TASKS = ("detect", "classify", "raw")
+TASKS = ("detect", "segment", "pose", "obb", "classify", "raw")
 DECODERS = ("yolov5", "yolov8", "yolov10", "efficientnms", "retinaface", "ssd")
+# tasks whose results are boxes (edge.results.Detections); segment, pose and obb take the YOLO head layouts:
+# ``yolov8`` (dense [B, 4+nc+extra, N], v5u/v8/v9/11/12, the default) or ``yolov10`` (end-to-end rows [B, K, 6+extra])
+BOX_TASKS = ("detect", "segment", "pose", "obb")
+YOLO_TASK_DECODERS = ("yolov8", "yolov10")
+# decoders with no class-aware NMS of their own (NMS-free heads, NMS inside the graph, one class):
+# ``--agnostic-nms`` (``options.class_agnostic``) means nothing to them and is refused at build time
+DECODERS_WITHOUT_CLASS_NMS = ("yolov10", "efficientnms", "retinaface")
 
 # The pixel conventions of the common model zoos: colour order, scale, mean, std and resize, as each zoo
 # defines its evaluation transform (``--preset NAME``; flags given beside it win).
@@ -197,6 +204,11 @@ class PostprocessSpec:
         if self.task == "detect" and self.decoder not in DECODERS:
             raise ConfigError(
                 f"postprocess.decoder: a detect task needs a decoder, one of {', '.join(DECODERS)}; got {self.decoder!r}"
+            )
+        if self.task in BOX_TASKS[1:] and self.decoder not in (None, *YOLO_TASK_DECODERS):
+            raise ConfigError(
+                f"postprocess.decoder: task {self.task} takes decoder {' or '.join(YOLO_TASK_DECODERS)} "
+                f"(default yolov8); got {self.decoder!r}"
             )
         if not 0.0 <= self.score_threshold <= 1.0 or not 0.0 <= self.iou_threshold <= 1.0:
             raise ConfigError("postprocess: score_threshold and iou_threshold must lie in [0, 1]")

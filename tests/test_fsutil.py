@@ -46,3 +46,26 @@ def test_interrupt_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(KeyboardInterrupt):
         atomic_write(tmp_path / "x.plan", b"data")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_new_files_follow_the_umask_and_existing_files_keep_their_mode(tmp_path: Path) -> None:
+    """Like open(path, "w"): a new file is 0666 minus the umask (mkstemp alone gives 0600), an existing
+    file keeps its mode. Checked in a child process so the umask change cannot affect other tests' threads."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, stat, sys; from pathlib import Path; from edge.fsutil import atomic_write, current_umask\n"
+        "os.umask(int(sys.argv[2], 8)); d = Path(sys.argv[1])\n"
+        "assert current_umask() == int(sys.argv[2], 8)\n"
+        "atomic_write(d / 'new.jpg', b'x'); (d / 'old.jpg').write_bytes(b'o'); os.chmod(d / 'old.jpg', 0o640)\n"
+        "atomic_write(d / 'old.jpg', b'y')\n"
+        "print(oct(stat.S_IMODE((d / 'new.jpg').stat().st_mode)), oct(stat.S_IMODE((d / 'old.jpg').stat().st_mode)))"
+    )
+    for umask, want in (("022", "0o644 0o640"), ("077", "0o600 0o640"), ("002", "0o664 0o640")):
+        folder = tmp_path / umask
+        folder.mkdir()
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(folder), umask], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.split() == want.split(), out.stderr

@@ -18,7 +18,7 @@ from typing import Any
 
 from edge.errors import BuildError, ConfigError
 from edge.manifest import PRECISIONS
-from edge.spec import COLORS, DECODERS, LAYOUTS, RESIZE_MODES, TASKS
+from edge.spec import COLORS, DECODERS, LAYOUTS, PAD_ALIGNS, PRESETS, RESIZE_MODES, TASKS
 
 
 def register(subparsers: Any) -> None:
@@ -82,11 +82,26 @@ def add_arguments(parser: argparse.ArgumentParser, prog: str = "edge build") -> 
     )
     g_add("--no-simplify", action="store_true", help="skip the ONNX simplifier")
     group = parser.add_argument_group("preprocess (recorded in the manifest, used by calibration and the runtime)")
+    g_add(
+        "--preset",
+        choices=tuple(PRESETS),
+        help="a model zoo's pixel convention: colour, scale, mean, std, resize (flags given beside it win): "
+        "torchvision (RGB, /255, ImageNet mean/std, center-crop), tf (RGB, x/127.5-1, center-crop), "
+        "yolo (RGB, /255, letterbox pad 114), caffe (BGR, 0..255 minus BGR means, stretch)",
+    )
     g_add("--color", choices=COLORS)
     g_add("--scale", type=float, metavar="S", help="pixel multiplier before mean/std (default 1/255)")
     g_add("--mean", metavar="a,b,c", help="per-channel mean subtracted after scaling")
     g_add("--std", metavar="a,b,c", help="per-channel divisor after the mean")
-    g_add("--resize", choices=RESIZE_MODES)
+    g_add("--resize", choices=RESIZE_MODES, help="default letterbox")
+    g_add(
+        "--crop-fraction",
+        type=float,
+        metavar="F",
+        help="center-crop: resize the shorter side to size/F, then cut the centre (default 0.875; timm crop_pct)",
+    )
+    g_add("--pad-align", choices=PAD_ALIGNS, help="letterbox: where the image sits (default center)")
+    g_add("--pad-value", type=int, metavar="V", help="letterbox padding pixel value 0..255 (default 114)")
     g_add("--layout", choices=LAYOUTS)
     g_add("--size", metavar="HxW", help="network input size (default: the model's)")
     group = parser.add_argument_group("postprocess")
@@ -95,6 +110,9 @@ def add_arguments(parser: argparse.ArgumentParser, prog: str = "edge build") -> 
     g_add("--labels", type=Path, metavar="FILE", help="one label per line")
     g_add("--score-threshold", type=float, metavar="X")
     g_add("--iou-threshold", type=float, metavar="X")
+    g_add("--max-detections", type=int, metavar="N", help="detectors: keep at most N boxes per image (default 300)")
+    g_add("--top-k", type=int, metavar="N", help="classifiers: report the N best classes (default 5)")
+    g_add("--agnostic-nms", action="store_true", help="detectors: NMS across classes (one box per object)")
     group = parser.add_argument_group("bundle")
     g_add("--name", help="model name in the manifest (default: the ONNX file name)")
     g_add("--force", action="store_true", help="replace an existing bundle at -o")
@@ -149,6 +167,23 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
+def preprocess_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The pixel-convention flags after ``--preset``: a flag given explicitly wins over the preset's value."""
+    from edge.spec import preset
+
+    given = {
+        "color": args.color,
+        "scale": args.scale,
+        "mean": _floats(args.mean, "--mean"),
+        "std": _floats(args.std, "--std"),
+        "resize": args.resize,
+        "pad_align": args.pad_align,
+        "pad_value": args.pad_value,
+    }
+    base = preset(args.preset) if args.preset else {}
+    return {k: v if v is not None else base.get(k) for k, v in given.items()}
+
+
 def options_from_args(args: argparse.Namespace) -> Any:
     """A validated :class:`builders.options.BuildOptions` from parsed arguments."""
     from builders.options import BuildOptions
@@ -158,6 +193,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         return parse_shapes(text, flag) if text is not None else {}
 
     command = command_line(args)
+    pre = preprocess_fields(args)
     return BuildOptions(
         model=args.model,
         output=args.output,
@@ -180,18 +216,24 @@ def options_from_args(args: argparse.Namespace) -> Any:
         version_compatible=args.version_compatible,
         skip_unavailable=args.skip_unavailable,
         simplify=not args.no_simplify,
-        color=args.color,
-        scale=args.scale,
-        mean=_floats(args.mean, "--mean"),
-        std=_floats(args.std, "--std"),
-        resize=args.resize,
+        color=pre["color"],
+        scale=pre["scale"],
+        mean=pre["mean"],
+        std=pre["std"],
+        resize=pre["resize"],
         layout=args.layout,
         size=_size(args.size),
+        crop_fraction=args.crop_fraction,
+        pad_align=pre["pad_align"],
+        pad_value=pre["pad_value"],
         task=args.task,
         decoder=args.decoder,
         labels=args.labels,
         score_threshold=args.score_threshold,
         iou_threshold=args.iou_threshold,
+        max_detections=args.max_detections,
+        top_k=args.top_k,
+        agnostic_nms=args.agnostic_nms,
         name=args.name,
         force=args.force,
         command=command,

@@ -1,9 +1,12 @@
-"""``edge doctor [BUNDLE]``: is this machine ready, and does every artifact agree with ONNX Runtime on the CPU?
+"""``edge doctor [BUNDLE] [--reference MODEL.onnx]``: is this machine ready, and does every artifact agree with
+FP32 ONNX Runtime on the CPU?
 
-Prints the platform, library versions and CUDA status. With a bundle: every artifact that can run here is
-fed the same input (a synthetic photo through the bundle's preprocess spec) and its outputs are compared
-with the ONNX on ONNX Runtime's CPU provider (per output: max abs error, max relative error, tolerance by
-precision). Artifacts that cannot run here are listed with the reason. Exit 1 on any mismatch.
+Prints the platform, library versions and CUDA status. With a bundle: every artifact that can run here (the
+plans themselves, the ONNX on ONNX Runtime CUDA and CPU) is fed the same inputs, photos of real sizes made the
+way ``edge infer`` makes them, and its outputs are compared with the reference: the FP32 export the bundle was
+built from (``--reference``, or found by its sha256), else the bundle's own ONNX on ONNX Runtime's CPU
+provider (per output: max abs error, max relative error, tolerance by precision). Artifacts that cannot run
+here are listed with the reason. Exit 1 on any mismatch or failure.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-# (atol, rtol) by the bundle's precision: outputs pass when |x - ref| <= atol + rtol * |ref| everywhere.
+# (atol, rtol) by the bundle's precision: an output passes when max |x - ref| <= atol + rtol * max |ref|
+# (rtol: the largest error as a share of the output's peak; atol: a floor for outputs that are all near zero).
 # platforms.Machine fields shown on the ``gpu:`` line (driver, CUDA, JetPack, L4T)
 GPU_VERSIONS = ("driver_version", "cuda_version", "jetpack_version", "l4t_version")
-TOLERANCES = {"fp32": (1e-3, 1e-3), "fp16": (3e-2, 3e-2), "int8": (0.25, 0.25), "fp8": (0.25, 0.25)}
+TOLERANCES = {"fp32": (1e-4, 1e-3), "fp16": (1e-3, 3e-2), "int8": (1e-2, 0.15), "fp8": (1e-2, 0.15)}
 
 
 def register(subparsers: Any) -> None:
@@ -29,6 +34,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("bundle", nargs="?", help="bundle directory to check")
     p.add_argument("--atol", type=float, help="absolute tolerance (default by precision)")
     p.add_argument("--rtol", type=float, help="relative tolerance (default by precision)")
+    p.add_argument(
+        "--reference",
+        metavar="MODEL.onnx",
+        help="the FP32 export the bundle was built from (checked by sha256): every artifact, the bundle's own "
+        "ONNX included, is compared with it (default: that file when found by name here or beside the bundle, "
+        "else the bundle's ONNX)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
         "--gpu",
@@ -64,7 +76,11 @@ def versions() -> dict[str, str | None]:
 
 
 def compare(outputs: dict[str, Any], reference: dict[str, Any], atol: float, rtol: float) -> dict[str, Any]:
-    """Per output: max abs and max relative error and whether it is within tolerance."""
+    """Per output: ``max_abs`` (largest ``|x - ref|``), ``peak_relative_error`` (that over the largest ``|ref|``,
+    as the builder's accuracy report defines it) and ``ok``: ``max_abs <= atol + rtol * max|ref|``.
+
+    The tolerance scales with each output's own range, so box coordinates in pixels, scores in 0..1 and
+    regression offsets near zero are judged alike (an element-wise relative error explodes near zero)."""
     import numpy as np
 
     per: dict[str, Any] = {}
@@ -80,39 +96,77 @@ def compare(outputs: dict[str, Any], reference: dict[str, Any], atol: float, rto
             continue
         r = np.asarray(ref, dtype=np.float64)
         g = np.asarray(got, dtype=np.float64)
+        finite = bool(np.isfinite(g).all() or not np.isfinite(r).all())
         diff = np.abs(g - r)
-        rel = diff / np.maximum(np.abs(r), 1e-6)
-        good = bool(np.all(diff <= atol + rtol * np.abs(r))) if r.size else True
+        max_abs = float(np.nanmax(diff)) if diff.size else 0.0
+        peak = float(np.nanmax(np.abs(r))) if r.size else 0.0
+        good = finite and max_abs <= atol + rtol * peak
         per[name] = {
             "ok": good,
-            "max_abs": float(diff.max()) if diff.size else 0.0,
-            "max_rel": float(rel[np.abs(r) > 1e-3].max()) if np.any(np.abs(r) > 1e-3) else 0.0,
+            "max_abs": max_abs,
+            "peak_relative_error": max_abs / peak if peak > 0 else 0.0,
         }
+        if not finite:
+            per[name]["error"] = "non-finite values (NaN/Inf) where the reference has none"
         ok = ok and good
     return {"ok": ok, "outputs": per}
 
 
-def doctor_input(model: Any) -> dict[str, Any]:
-    """A synthetic photo (gradients and noise) through the bundle's preprocess, else example inputs."""
+# Photos of real sizes fed the way `edge infer` feeds them (Model.prepare): a VGA landscape and an odd-sized
+# portrait, so a dynamic bundle is checked on what it will meet, not only on its optimization profile's opt shape.
+PHOTO_SIZES = ((480, 640), (500, 375))  # (height, width)
+
+
+def synthetic_photo(h: int, w: int, seed: int = 7) -> Any:
+    """A BGR picture with gradients and noise (every channel different), ``h`` x ``w``."""
     import numpy as np
 
-    from edge.preprocess import preprocess
-
-    pre = model.manifest.preprocess
-    spec = next((t for t in model.inputs if t.name == pre.input), None)
-    if spec is None or len(model.inputs) != 1:
-        return dict(model.example_inputs(1))
-    shape = model.example_shape(spec, 1)
-    h, w = (shape[2], shape[3]) if pre.layout == "nchw" else (shape[1], shape[2])
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
     img = np.stack([xx * 255 // max(1, w - 1), yy * 255 // max(1, h - 1), (xx + yy) % 256], axis=2)
-    img = np.clip(img + rng.normal(0, 20, img.shape), 0, 255).astype(np.uint8)
-    tensor, _ = preprocess(img, pre, shape)
-    return {spec.name: tensor}
+    return np.clip(img + rng.normal(0, 20, img.shape), 0, 255).astype(np.uint8)
 
 
-def check_bundle(path: str, atol: float | None, rtol: float | None, facts: Any) -> dict[str, Any]:
+def doctor_inputs(model: Any) -> list[tuple[str, dict[str, Any]]]:
+    """``(case, feeds)``: photos of :data:`PHOTO_SIZES` through the bundle's preprocess exactly as ``infer``
+    sizes and fills them; a model without a single image input gets its example inputs (the opt shape)."""
+    pre = model.manifest.preprocess
+    if len(model.inputs) != 1 or model.inputs[0].name != pre.input:
+        return [("example input", dict(model.example_inputs(1)))]
+    cases = []
+    for h, w in PHOTO_SIZES:
+        feeds, _ = model.prepare([synthetic_photo(h, w)])
+        cases.append((f"photo {w}x{h}", {k: v.copy() for k, v in feeds.items()}))  # prepare reuses its buffer
+    return cases
+
+
+def find_reference(bundle: Any, given: str | None) -> tuple[Path | None, str]:
+    """The FP32 ONNX export the bundle was built from (``--reference``, else the manifest's ``model.source``
+    found in the working directory or beside the bundle), checked by sha256; and a note saying what was used."""
+    from edge.errors import ConfigError
+    from edge.manifest import sha256_file
+
+    m = bundle.manifest
+    if given is not None:
+        path = Path(given)
+        if not path.is_file():
+            raise ConfigError(f"--reference {given}: no such file; give the ONNX file the bundle was built from")
+        if sha256_file(path) != m.source_sha256:
+            raise ConfigError(
+                f"--reference {given}: not the export this bundle was built from (its sha256 differs from the "
+                f"manifest's model.source_sha256 {m.source_sha256[:12]}...); give {m.source}, the file it was built from"
+            )
+        return path, f"{path} (the export it was built from, sha256 matches)"
+    for path in (Path(m.source), bundle.path.parent / m.source):
+        if path.is_file() and sha256_file(path) == m.source_sha256:
+            return path, f"{path} (the export it was built from, found by its sha256)"
+    return None, ""
+
+
+def check_bundle(
+    path: str, atol: float | None, rtol: float | None, facts: Any, reference: str | None = None
+) -> dict[str, Any]:
+    from edge.backends.onnxruntime import OnnxRuntimeBackend
     from edge.runtime import load, make_backend
     from edge.runtime.bundle import Bundle
     from edge.runtime.select import Choice, describe_artifact, plan_problem
@@ -121,19 +175,34 @@ def check_bundle(path: str, atol: float | None, rtol: float | None, facts: Any) 
     m = bundle.manifest
     a_tol, r_tol = TOLERANCES.get(m.precision, TOLERANCES["fp32"])
     a_tol, r_tol = atol if atol is not None else a_tol, rtol if rtol is not None else r_tol
+    source, source_note = find_reference(bundle, reference)
     report: dict[str, Any] = {"bundle": path, "precision": m.precision, "atol": a_tol, "rtol": r_tol, "artifacts": []}
     with load(bundle, "onnxruntime-cpu", warmup=0, facts=facts) as ref_model:
-        feeds = doctor_input(ref_model)
-        reference = ref_model.infer_raw(feeds)
+        cases = doctor_inputs(ref_model)
         onnx_art = ref_model.artifact
-    report["input"] = {k: list(v.shape) for k, v in feeds.items()}
-    candidates: list[tuple[Any, Choice | None, str | None]] = []
+        if source is None:
+            references = [_run(ref_model.backend, feeds) for _, feeds in cases]
+    if source is not None:
+        with OnnxRuntimeBackend(source, providers=["CPUExecutionProvider"]) as fp32:
+            references = [_run(fp32, feeds) for _, feeds in cases]
+        report["reference"] = {"file": str(source), "precision": "fp32", "note": source_note}
+    else:
+        own = f"{onnx_art.file} ({m.precision}, the bundle's own ONNX)"
+        hint = "" if m.precision == "fp32" else "; give --reference MODEL.onnx (the FP32 export) to compare with FP32"
+        report["reference"] = {"file": onnx_art.file, "precision": m.precision, "note": own + hint}
+    report["inputs"] = [{"case": case, "shapes": {k: list(v.shape) for k, v in feeds.items()}} for case, feeds in cases]
+    failed_refs = [f"{case}: {ref}" for (case, _), ref in zip(cases, references) if isinstance(ref, str)]
+    if failed_refs:
+        report["reference"]["failed"] = failed_refs
+
+    candidates: list[tuple[Any, Choice | None]] = []
     for art in m.artifacts:
         if art.backend == "onnxruntime":
-            candidates.append((art, None, "the reference all others are compared with" if art is onnx_art else None))
+            cpu = Choice(art, "onnxruntime", ("CPUExecutionProvider",))
+            candidates.append((art, None if source is None and art is onnx_art else cpu))
             gpu = [p for p in facts.ort_providers if p == "CUDAExecutionProvider"]
             if gpu and facts.cuda:
-                candidates.append((art, Choice(art, "onnxruntime", (*gpu, "CPUExecutionProvider")), None))
+                candidates.append((art, Choice(art, "onnxruntime", (*gpu, "CPUExecutionProvider"))))
             else:
                 why = facts.cuda_reason if not facts.cuda else "onnxruntime has no CUDA provider here"
                 report["artifacts"].append(
@@ -152,12 +221,19 @@ def check_bundle(path: str, atol: float | None, rtol: float | None, facts: Any) 
                 }
             )
         else:
-            candidates.append((art, Choice(art, art.backend), None))
-    for art, choice, note in candidates:
+            candidates.append((art, Choice(art, art.backend)))
+    if source is None:
+        report["artifacts"].insert(
+            0,
+            {
+                "file": onnx_art.file,
+                "backend": "onnxruntime-cpu",
+                "status": "reference",
+                "reason": "the reference all others are compared with",
+            },
+        )
+    for art, choice in candidates:
         if choice is None:
-            report["artifacts"].insert(
-                0, {"file": art.file, "backend": "onnxruntime-cpu", "status": "reference", "reason": note}
-            )
             continue
         entry: dict[str, Any] = {"file": art.file, "backend": choice.label}
         # progress: a TensorRT-RTX plan JIT-compiles its kernels on first load (can take a while)
@@ -166,16 +242,40 @@ def check_bundle(path: str, atol: float | None, rtol: float | None, facts: Any) 
             # pinned: a CUDA provider that does not start is a failure, not a CPU run compared with the CPU
             backend = make_backend(bundle, choice, state_dir=_state_dir(), pinned=choice.label, device=facts.device)
             with backend:
-                outputs = backend.infer(feeds)
-            entry.update(compare(outputs, reference, a_tol, r_tol))
+                entry["cases"] = [
+                    _compare_case(case, backend, feeds, ref, a_tol, r_tol)
+                    for (case, feeds), ref in zip(cases, references)
+                ]
+            entry["ok"] = all(c["ok"] for c in entry["cases"])
             entry["status"] = "ok" if entry["ok"] else "mismatch"
         except Exception as exc:  # report every artifact, even one that fails to load
             entry.update({"status": "failed", "ok": False, "reason": str(exc)})
         report["artifacts"].append(entry)
-    report["ok"] = all(a.get("ok", True) for a in report["artifacts"])
+    report["ok"] = not failed_refs and all(a.get("ok", True) for a in report["artifacts"])
     report["compared"] = sum(1 for a in report["artifacts"] if a["status"] not in ("reference", "skipped"))
     report["skipped"] = sum(1 for a in report["artifacts"] if a["status"] == "skipped")
     return report
+
+
+def _run(backend: Any, feeds: dict[str, Any]) -> dict[str, Any] | str:
+    """The backend's outputs, or the error text when it refuses or fails (reported, never raised)."""
+    from edge.errors import EdgeError
+
+    try:
+        return dict(backend.infer(feeds))
+    except EdgeError as exc:
+        return str(exc)
+
+
+def _compare_case(
+    case: str, backend: Any, feeds: dict[str, Any], reference: dict[str, Any] | str, atol: float, rtol: float
+) -> dict[str, Any]:
+    if isinstance(reference, str):
+        return {"case": case, "ok": False, "error": f"the reference failed: {reference}"}
+    outputs = _run(backend, feeds)
+    if isinstance(outputs, str):
+        return {"case": case, "ok": False, "error": outputs}
+    return {"case": case, **compare(outputs, reference, atol, rtol)}
 
 
 def _state_dir() -> Any:
@@ -201,27 +301,40 @@ def format_text(machine: dict[str, Any], report: dict[str, Any] | None) -> str:
     lines.append("cuda: " + ("available" if machine["cuda"] else f"not available ({machine['cuda_reason']})"))
     if report is None:
         return "\n".join(lines)
-    lines.append(
-        f"bundle: {report['bundle']} ({report['precision']}; atol {report['atol']}, rtol {report['rtol']}; "
-        f"input {report['input']})"
+    lines.append(f"bundle: {report['bundle']} ({report['precision']}; atol {report['atol']}, rtol {report['rtol']})")
+    ref = report["reference"]
+    lines.append(f"reference: {ref['note']}, on ONNX Runtime CPU")
+    for failure in ref.get("failed", []):
+        lines.append(f"  reference FAILED on {failure}")
+    shapes = "; ".join(
+        f"{i['case']} -> " + ", ".join(f"{k} {v}" for k, v in i["shapes"].items()) for i in report["inputs"]
     )
+    lines.append(f"inputs: {shapes} (as `edge infer` feeds them)")
     for a in report["artifacts"]:
         head = f"  {a['file']} on {a['backend']}: {a['status']}"
         if a["status"] in ("skipped", "reference", "failed"):
             lines.append(f"{head} ({a.get('reason')})")
             continue
         lines.append(head)
-        for name, o in a["outputs"].items():
-            if "error" in o:
-                lines.append(f"    {name}: {o['error']}")
-            else:
-                flag = "ok" if o["ok"] else "MISMATCH"
-                lines.append(f"    {name}: max abs {o['max_abs']:.3g}, max rel {o['max_rel']:.3g} {flag}")
+        for case in a["cases"]:
+            if "error" in case:
+                lines.append(f"    {case['case']}: FAILED ({case['error']})")
+                continue
+            for name, o in case["outputs"].items():
+                if "error" in o:
+                    lines.append(f"    {case['case']}: {name}: {o['error']}")
+                else:
+                    flag = "ok" if o["ok"] else "MISMATCH"
+                    lines.append(
+                        f"    {case['case']}: {name}: max abs {o['max_abs']:.3g}, "
+                        f"peak relative {o['peak_relative_error']:.3g} {flag}"
+                    )
+    what = "FP32 ONNX Runtime CPU" if ref["precision"] == "fp32" else f"the {ref['precision']} ONNX on ONNX Runtime CPU"
     lines.append(
-        f"checked: {report['compared']} artifact(s) compared with ONNX Runtime CPU, {report['skipped']} skipped"
+        f"checked: {report['compared']} artifact(s) compared with {what}, {report['skipped']} skipped"
         + (" (nothing but the reference runs here)" if not report["compared"] else "")
     )
-    lines.append("result: " + ("ok" if report["ok"] else "MISMATCH: an artifact disagrees with ONNX Runtime CPU"))
+    lines.append("result: " + ("ok" if report["ok"] else f"MISMATCH: an artifact disagrees with {what} or failed"))
     return "\n".join(lines)
 
 
@@ -246,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
         "versions": versions(),
         "warnings": [w for w in (platforms.tensorrt_warning(machine_obj),) if w],
     }
-    report = check_bundle(args.bundle, args.atol, args.rtol, facts) if args.bundle else None
+    report = check_bundle(args.bundle, args.atol, args.rtol, facts, args.reference) if args.bundle else None
     if args.json:
         print(json.dumps({"machine": machine, "bundle": report}, indent=2))
     else:

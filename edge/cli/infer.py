@@ -110,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps({"image": path, **result_json(result)}), flush=True)
             else:
                 t = model.timings
-                timing = f"({t.get('preprocess', 0):.1f}+{t.get('infer', 0):.1f}+{t.get('postprocess', 0):.1f} ms)"
+                timing = (
+                    f"(preprocess {t.get('preprocess', 0):.1f} ms, infer {t.get('infer', 0):.1f} ms, "
+                    f"postprocess {t.get('postprocess', 0):.1f} ms)"
+                )
                 print(f"{path}: {_summary(result)} {timing}" + (f" -> {saved}" if saved else ""), flush=True)
     return 0

@@ -159,8 +159,8 @@ def load(
         source=b.manifest.source,
         command=command if isinstance(command, str) else None,
     )
-    for file, why in choice.skipped:
-        log.info("skipped %s: %s", file, why)
+    for file, why in choice.skipped:  # debug: every command would repeat them; `edge doctor` lists them
+        log.debug("skipped %s: %s", file, why)
     state = Path(state_dir) if state_dir is not None else default_state_dir()
     impl = make_backend(
         b,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,6 +31,49 @@ def summarize(values_ms: Sequence[float]) -> dict[str, float]:
     }
 
 
+SHAPE_FLAGS = ("--shapes", "--min-shapes", "--opt-shapes", "--max-shapes")
+
+
+def batch_hint(model: Model, batch: int) -> str:
+    """How to get a bundle that takes ``batch`` images per call: its own build command with a batch profile."""
+    spec = model.inputs[0]
+    dims = list(model.example_shape(spec, 1))
+    if not dims:
+        return "its input has no batch axis"
+    name = spec.name
+    low = "x".join(str(d) for d in [1, *dims[1:]])
+    high = "x".join(str(d) for d in [batch, *dims[1:]])
+    m = model.manifest
+    words = []
+    try:
+        words = shlex.split(str(m.builder.get("command") or ""))
+    except ValueError:
+        words = []
+    if not words:
+        words = ["edge", "build", m.source]
+    out: list[str] = []
+    skip = False
+    for i, word in enumerate(words):
+        if skip:
+            skip = False
+            continue
+        flag = word.split("=", 1)[0]
+        if flag in (*SHAPE_FLAGS, "-o", "--output"):
+            skip = "=" not in word and i + 1 < len(words)
+            continue
+        if word != "--force":
+            out.append(word)
+    out += ["-o", str(model.bundle.path), "--min-shapes", f"{name}:{low}", "--max-shapes", f"{name}:{high}", "--force"]
+    static = model.manifest.inputs and model.manifest.inputs[0].shape and model.manifest.inputs[0].shape[0] > 0
+    note = (
+        f" (input {name!r} has a fixed batch of {spec.shape[0]} in this bundle: if the ONNX fixes it too, re-export it "
+        "with a dynamic batch axis, e.g. Ultralytics `dynamic=True`, torch.onnx `dynamic_axes`)"
+        if static
+        else ""
+    )
+    return f"rebuild it with a batch profile: `{shlex.join(out)}`{note}"
+
+
 def benchmark(
     model: Model,
     *,
@@ -43,8 +87,12 @@ def benchmark(
     Returns ``throughput_qps`` (images per second), ``latency_ms`` (per call, host wall clock around the
     backend), and ``h2d_ms``/``compute_ms``/``d2h_ms`` where the backend measures them with CUDA events.
     """
-    if batch < 1 or batch > model.max_batch:
-        raise ConfigError(f"--batch {batch}: this bundle takes batches of 1..{model.max_batch}")
+    if batch < 1:
+        raise ConfigError(f"--batch {batch}: expected 1 or more")
+    if batch > model.max_batch:
+        raise ConfigError(
+            f"--batch {batch}: this bundle takes batches of 1..{model.max_batch}; {batch_hint(model, batch)}"
+        )
     if iterations < 1 or warmup < 0:
         raise ConfigError("--iterations must be >= 1 and --warmup >= 0")
     feeds = model.example_inputs(batch)

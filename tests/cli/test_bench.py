@@ -39,7 +39,11 @@ def test_text_report(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     ("args", "fragment"),
-    [(["--batch", "9"], "this bundle takes batches of 1..8"), (["--iterations", "0"], "--iterations must be >= 1")],
+    [
+        (["--batch", "9"], "this bundle takes batches of 1..8; rebuild it with a batch profile: `edge build "),
+        (["--batch", "9"], "--min-shapes input:1x3x640x640 --max-shapes input:9x3x640x640 --force`"),
+        (["--iterations", "0"], "--iterations must be >= 1"),
+    ],
 )
 def test_bad_arguments(bundle: Path, capsys: pytest.CaptureFixture[str], args: list[str], fragment: str) -> None:
     assert main(["bench", str(bundle), *args]) == 2
@@ -67,3 +71,36 @@ def test_summarize_percentiles() -> None:
     s = summarize([float(v) for v in range(1, 101)])
     assert (s["min"], s["median"], s["max"]) == (1.0, 50.5, 100.0)
     assert s["p90"] == pytest.approx(90.1) and s["p99"] == pytest.approx(99.01)
+
+
+def test_batch_hint_keeps_the_original_flags_and_its_command_works(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README's tour: `edge bench yolo.bundle --batch 4` on a batch-1 bundle. The error carries the bundle's own
+    build command with a batch profile and --force; running that command gives a bundle that takes batch 4."""
+    import shlex
+
+    models = Path(__file__).resolve().parents[1] / "data" / "models"
+    source = tmp_path / "yolo.onnx"
+    source.write_bytes((models / "yolov8n-detect-dyn.onnx").read_bytes())
+    bundle = tmp_path / "yolo.bundle"
+    flags = ["--target", "cpu", "--no-simplify", "--shapes", "images:1x3x256x256", "--task", "detect"]
+    assert main(["build", str(source), "-o", str(bundle), *flags, "--decoder", "yolov8"]) == 0
+    capsys.readouterr()
+    assert main(["bench", str(bundle), "--batch", "4", "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: --batch 4: this bundle takes batches of 1..1; rebuild it with a batch profile: `")
+    command = err.split("`")[1]
+    words = shlex.split(command)
+    assert words[:3] == ["edge", "build", str(source)] and "--shapes" not in words
+    assert "--decoder" in words and words[-5:] == [
+        "--min-shapes",
+        "images:1x3x256x256",
+        "--max-shapes",
+        "images:4x3x256x256",
+        "--force",
+    ]
+    assert main(words[1:]) == 0
+    capsys.readouterr()
+    assert main(["bench", str(bundle), "--batch", "4", "--iterations", "1", "--warmup", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["input_shapes"] == {"images": [4, 3, 256, 256]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -41,6 +42,7 @@ def test_text_output_and_annotated_images(bundle: Path, tmp_path: Path, capsys: 
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "astronaut_rgba.png: 1 detection(s): face 0.999" in text
+    assert re.search(r" \(preprocess [\d.]+ ms, infer [\d.]+ ms, postprocess [\d.]+ ms\) -> ", text)  # labelled times
     assert "coffee.png: 0 detection(s)" in text
     assert sorted(p.name for p in out.iterdir()) == ["astronaut_rgba.jpg", "camera.jpg", "coffee.jpg"]
     drawn = cv2.imread(str(out / "astronaut_rgba.jpg"))
@@ -81,7 +83,19 @@ ERRORS = [
     ("corrupt-image", lambda b, t: [str(b), _corrupt(t)], 6, "corrupt.png: not a readable image"),
     ("missing-bundle", lambda b, t: [str(t / "none.bundle"), str(photo_path("camera"))], 4, "not a bundle directory"),
     ("wrong-target", lambda b, t: [str(b), str(photo_path("camera")), "--backend", "tensorrt"], 4, "--target cpu -o"),
+    (
+        "onnx-as-bundle",
+        lambda b, t: [_onnx(t), str(photo_path("camera"))],
+        4,
+        "yolo.onnx: an ONNX model, not a bundle; build one first: `edge build ",
+    ),
 ]
+
+
+def _onnx(tmp: Path) -> str:
+    p = tmp / "yolo.onnx"
+    p.write_bytes(b"onnx bytes")
+    return str(p)
 
 
 @pytest.mark.parametrize(("make", "code", "fragment"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
@@ -153,3 +167,18 @@ def test_classification_json_has_classes(tmp_path: Path, capsys: pytest.CaptureF
         "classes": [{"class_id": 2, "label": "red", "score": 1.0}, {"class_id": 0, "label": "blue", "score": 0.0}],
     }
     assert cv2.imread(str(tmp_path / "o" / "red.jpg")).shape == (40, 30, 3)
+
+
+def test_saved_files_follow_the_umask(bundle: Path, tmp_path: Path) -> None:
+    """`--save` writes like any program: files 0666 minus the umask (0644 under 022, 0600 under 077), not the
+    0600 of a bare temp file. Run in a child process, whose umask can be set without touching this one's."""
+    import stat
+    import subprocess
+    import sys
+
+    for umask, want in ((0o022, 0o644), (0o077, 0o600)):
+        out = tmp_path / f"saved-{umask:o}"
+        code = f"import os, sys; os.umask({umask}); from edge.cli import main; sys.exit(main(sys.argv[1:]))"
+        args = ["infer", str(bundle), str(photo_path("camera")), "--save", str(out)]
+        subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, timeout=120)
+        assert stat.S_IMODE((out / "camera.jpg").stat().st_mode) == want

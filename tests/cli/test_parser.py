@@ -1,0 +1,65 @@
+"""Command-line mistakes: one ``error:`` line with a did-you-mean, exit 2, never argparse's usage dump."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from edge.cli import did_you_mean, main
+
+# (argv, the one line expected on stderr)
+MISTAKES = [
+    (
+        ["inferr", "b", "x.jpg"],
+        "error: edge: argument COMMAND: invalid choice: 'inferr' (choose from ",
+        "; did you mean infer or info? (see `edge --help`)",
+    ),
+    (["docter"], "error: edge: argument COMMAND: invalid choice: 'docter'", "; did you mean doctor?"),
+    (["infer", "--jsn", "b", "x.jpg"], "error: edge infer: unknown flag --jsn", "; did you mean --json?"),
+    (
+        ["build", "m.onnx", "-o", "x.bundle", "--precison", "fp16"],
+        "error: edge build: unknown flag --precison (and fp16)",
+        "; did you mean --precision",
+    ),
+    (["--verbse", "info"], "error: edge info: unknown flag --verbse", "; did you mean --verbose"),
+    (
+        ["infer", "b", "x.jpg", "--backend", "tensorrtx"],
+        "error: edge infer: argument --backend: invalid choice: 'tensorrtx'",
+        "did you mean tensorrt or tensorrt-rtx? (see `edge infer --help`)",
+    ),
+    (
+        ["bench", "b", "--batch", "four"],
+        "error: edge bench: argument --batch: invalid int value: 'four'",
+        "(see `edge bench --help`)",
+    ),
+    (["build", "m.onnx"], "error: edge build: the following arguments are required: -o/--output", "--help`)"),
+    (["bench", "b", "extra"], "error: edge bench: unexpected argument extra", "(see `edge bench --help`)"),
+]
+
+
+@pytest.mark.parametrize(("argv", "start", "end"), MISTAKES, ids=[" ".join(m[0]) for m in MISTAKES])
+def test_one_error_line_with_did_you_mean(
+    argv: list[str], start: str, end: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert info.value.code == 2 and captured.out == ""
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(start) and end in lines[0], lines[0]
+    assert "usage:" not in captured.err
+
+
+def test_no_suggestion_when_nothing_is_close() -> None:
+    assert did_you_mean("--zzz", ["--json", "--save"]) == ""
+    assert did_you_mean("infr", ["info", "infer", "build"]) == "; did you mean infer or info?"
+
+
+def test_the_installed_command_too() -> None:
+    """The real entry point (``python -m edge``) prints the same single line and exits 2."""
+    out = subprocess.run([sys.executable, "-m", "edge", "bnech"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [out.stderr.strip()] and "did you mean bench? (see `edge --help`)" in out.stderr
