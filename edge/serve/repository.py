@@ -16,7 +16,6 @@ leaves the old one serving; its error shows in :meth:`Repository.index`.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -104,18 +103,11 @@ def default_loader(facts: Any = None) -> Loader:
     def load_instances(path: Path, config: ModelConfig) -> list[Model]:
         from edge.runtime import load
 
-        takes_device = "device" in inspect.signature(load).parameters
-        if config.gpus and not takes_device and any(g != 0 for g in config.gpus):
-            raise ConfigError(
-                f"gpus: {list(config.gpus)}: this runtime places models on GPU 0 only; use gpus: [0] or leave it out"
-            )
         models: list[Model] = []
         try:
             for i in range(config.instances):
-                kwargs: dict[str, Any] = {"warmup": config.warmup, "facts": facts}
-                if config.gpus and takes_device:
-                    kwargs["device"] = config.gpus[i % len(config.gpus)]
-                models.append(load(path, config.backend, **kwargs))
+                gpu = config.gpus[i % len(config.gpus)] if config.gpus else None
+                models.append(load(path, config.backend, warmup=config.warmup, facts=facts, gpu=gpu))
         except BaseException:
             for m in models:
                 m.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import ssl
 from collections.abc import Callable
@@ -240,4 +241,26 @@ def run_server(
         log.info("stopped: %d inference request(s) answered%s", answered, "" if clean else ", drain timed out")
         return 0 if clean else 1
 
-    return asyncio.run(main())
+    loop = new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(main())
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where it is installed (the ``serve`` extra on Linux), else asyncio's; EDGE_SERVE_LOOP=asyncio
+    forces asyncio's (for comparisons)."""
+    if os.environ.get("EDGE_SERVE_LOOP") != "asyncio":
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop()
+        except ImportError:
+            pass
+    return asyncio.new_event_loop()
