@@ -237,3 +237,20 @@ def test_unknown_preset_is_one_line_with_a_suggestion(capsys: pytest.CaptureFixt
         main(["build", "m.onnx", "-o", "o.bundle", "--preset", "torchvison"])
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1 and "did you mean torchvision?" in err[0]
+
+
+def test_edge_run_on_a_640x480_clip_with_a_dynamic_profile_bundle(dyn_bundle: Path, tmp_path: Path) -> None:
+    """The issue's `edge run` case: a 640x480 video through a bundle whose profile is 256x256 (no --size)."""
+    frame = cv2.resize(cv2.imread(str(COFFEE)), (640, 480))
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 480))
+    for _ in range(3):
+        writer.write(frame)
+    writer.release()
+    events = tmp_path / "events.jsonl"
+    args = ["run", "--model", str(dyn_bundle), "--source", str(clip), "--sink", f"jsonl://{events}"]
+    assert main([*args, "--max-frames", "3"]) == 0
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert len(lines) == 3 and all(line["detections"] for line in lines)
+    boxes = np.array([d["box"] for d in lines[0]["detections"]])
+    assert boxes[:, [0, 2]].max() <= 640 and boxes[:, [1, 3]].max() <= 480
