@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 class Context:
     out: Path  # where a benchmark may write files (bundles, plots)
     quick: bool  # fewer iterations, for a smoke run
+    long: bool = False  # add the long runs (bench_serve's 10-minute soak)
 
     def log(self, message: str) -> None:
         print(f"  {message}", flush=True)
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(available())})")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
+    parser.add_argument("--long", action="store_true", help="add the long runs (serve: a 10-minute soak)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     names = args.names or available()
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"benchmarks.bench_{name}")
         print(f"[{name}] running", flush=True)
         t0 = time.perf_counter()
-        result = module.run(Context(args.out, args.quick))
+        result = module.run(Context(args.out, args.quick, args.long))
         result["_seconds"] = round(time.perf_counter() - t0, 1)
         result["_date"] = time.strftime("%Y-%m-%d %H:%M:%S")
         results[name] = result
