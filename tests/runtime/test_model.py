@@ -315,3 +315,18 @@ def test_concurrent_callers_are_serialised_and_get_their_own_results(face_bundle
     assert overlaps == 0
     assert got == {name: [expected[name]] * 3 for name in images}
     assert expected == {"astronaut": 1, "chelsea": 0, "grace_hopper": 1, "coffee": 0}
+
+
+def test_skipped_plans_are_not_logged_at_info_on_every_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A bundle with a GPU plan, loaded on a CPU machine: the plan passed over is in model.choice.skipped and
+    at debug level, not an INFO line on every command (`edge doctor` and `edge -v` show it)."""
+    import logging
+
+    from tests.runtime.bundles import plan_artifact
+
+    art, data = plan_artifact("engine-rtx-ampere.plan", ccs=("8.6",))
+    bundle = write_bundle(tmp_path / "b.bundle", plans=[(art, data)])
+    with caplog.at_level(logging.DEBUG, logger="edge"), load(bundle, facts=CPU, warmup=0) as model:
+        assert [f for f, _ in model.choice.skipped] == ["engine-rtx-ampere.plan"]
+    skipped = [r for r in caplog.records if "skipped engine-rtx-ampere.plan" in r.getMessage()]
+    assert skipped and all(r.levelno == logging.DEBUG for r in skipped)
