@@ -40,6 +40,7 @@ log = logging.getLogger("edge.sources")
 GST_LAUNCH = "gst-launch-1.0"
 _CAPS = re.compile(r"GstFdSink:edgesink\.GstPad:sink: caps = video/x-raw, (.*)$")
 _FIELD = re.compile(r"(width|height)=\(int\)(\d+)")
+PLAYING_GRACE = 2.0  # seconds open() waits, after the caps, for gst-launch's event loop ("New clock")
 ARGUS_STUCK = re.compile(
     r"Failed to create CaptureSession|\(Argus\) Error|Failed to create CameraProvider|"
     r"No cameras available|nvargus.*(timeout|Timeout)|Could not connect to nvargus",
@@ -134,12 +135,13 @@ class GstLaunchReader:
         self.read_timeout = read_timeout  # None: wait for frames forever (files); seconds: stall = disconnect
         self.stop_timeout = stop_timeout  # after SIGINT (EOS), before SIGTERM
         self.returncode: int | None = None  # gst-launch's exit status once closed
-        self.stopped_by = ""  # "eos" (SIGINT and -e did it), "terminate" or "kill"
+        self.stopped_by = ""  # "eos" (SIGINT and -e did it), "sigint" (killed by it), "terminate", "kill", "exited"
         self._stdout: collections.deque[str] = collections.deque(maxlen=200)
         self._proc: subprocess.Popen[bytes] | None = None
         self._fd = -1
         self._shape: tuple[int, int] | None = None
         self._caps = threading.Event()
+        self._playing = threading.Event()  # gst-launch's event loop runs: its SIGINT handler is in place
         self._stderr: collections.deque[str] = collections.deque(maxlen=60)
         self._lock = threading.Lock()
         self._stderr_thread: threading.Thread | None = None
@@ -178,6 +180,9 @@ class GstLaunchReader:
                 reason = self._failure(f"no video after {self.open_timeout:.0f} s")
                 self.close()
                 raise SourceError(reason)
+        # gst-launch installs its SIGINT handler only while its event loop runs; a SIGINT in the gap after
+        # preroll would kill it before the pipeline reaches NULL. "New clock" is printed from that loop.
+        self._playing.wait(min(PLAYING_GRACE, max(0.0, deadline - time.monotonic())))
 
     def _failure(self, default: str) -> str:
         proc = self._proc
@@ -195,6 +200,8 @@ class GstLaunchReader:
                 line = raw.decode("utf-8", "replace").rstrip()
                 if "GstFdSink:edgesink" not in line:
                     self._stdout.append(line)
+                if line.startswith("New clock:"):
+                    self._playing.set()
                 m = _CAPS.search(line)
                 if m:
                     fields = dict(_FIELD.findall(m.group(1)))
@@ -285,7 +292,8 @@ class GstLaunchReader:
                 except subprocess.TimeoutExpired:
                     pass
         if proc.poll() is not None:
-            self.stopped_by = "eos"
+            # -SIGINT: gst-launch had no handler yet (start-up) and died without taking the pipeline to NULL.
+            self.stopped_by = "sigint" if proc.returncode == -signal.SIGINT else "eos"
             return
         log.warning("gst: gst-launch did not stop %.0f s after SIGINT (EOS); terminating it", self.stop_timeout)
         proc.terminate()

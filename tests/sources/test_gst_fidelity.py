@@ -145,11 +145,15 @@ def test_rtsp_url_with_a_query_string_and_credentials_opens() -> None:
 
 
 def test_gst_launch_that_cannot_finish_eos_is_terminated() -> None:
-    """A buffer held for 5 s (identity sleep-time) keeps EOS from arriving: SIGTERM follows after stop_timeout."""
+    """Buffers held for 5 s each (identity sleep-time) keep EOS from arriving: SIGTERM follows after stop_timeout.
+
+    The queue holds the buffers videotestsrc made before the EOS, in order, so EOS waits behind them.
+    """
     reader = GstLaunchReader(
-        "videotestsrc ! video/x-raw,width=32,height=24,framerate=30/1 ! identity sleep-time=5000000 ! " + bgr_tail(),
+        "videotestsrc ! video/x-raw,width=32,height=24,framerate=30/1 ! queue ! identity sleep-time=5000000 ! "
+        + bgr_tail(),
         stop_timeout=0.5,
     )
     reader.open()
     reader.close()
-    assert reader.stopped_by == "terminate" and reader.returncode == -15
+    assert reader.stopped_by == "terminate" and reader.returncode == -15, (reader.output, list(reader._stderr))
