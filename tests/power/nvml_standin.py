@@ -18,7 +18,7 @@ that follows the limit, MIG, vGPU, the ``_v2`` power-scope API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pynvml
@@ -51,7 +51,6 @@ class Gpu:
     utilization: int = 3
     limit_supported: bool = True
     clocks_supported: bool = True
-    calls: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.limit_mw = self.limit_mw or self.default_mw

@@ -287,3 +287,20 @@ def test_nvml_power_reads_energy_and_refuses_a_missing_gpu(nvml: FakeNvml) -> No
     with pytest.raises(PowerError, match="no such GPU"):
         NvmlPower(["GPU-nope"])
     assert nvml.inits == 0  # every open is closed, the failed one too
+
+
+def test_the_stand_in_has_pynvmls_signatures() -> None:
+    """Every NVML call the stand-in offers exists in the installed nvidia-ml-py with the same parameters."""
+    import inspect
+
+    import pynvml
+
+    names = [n for n in dir(FakeNvml) if n.startswith("nvml")]
+    assert len(names) == 19
+    for name in names:
+        real = getattr(pynvml, name)
+        ours = list(inspect.signature(getattr(FakeNvml([]), name)).parameters)
+        theirs = list(inspect.signature(real).parameters)
+        assert len(ours) == len(theirs), f"{name}: {ours} vs pynvml's {theirs}"
+    for exc in ("NVMLError_NoPermission", "NVMLError_NotSupported", "NVMLError_InvalidArgument"):
+        assert getattr(FakeNvml, exc, getattr(pynvml, exc)) is getattr(pynvml, exc)
