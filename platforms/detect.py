@@ -45,6 +45,7 @@ class Machine:
     gpus: tuple[gpu_mod.GpuInfo, ...] = field(default=())
     gpu_index: int | None = None  # the GPU this machine's facts describe (``detect(gpu=...)``, else GPU 0)
     gpu_uuid: str | None = None
+    gpu_requested: bool = False  # the GPU was named (``detect(gpu=...)``), not GPU 0 by default
 
     @property
     def is_jetson(self) -> bool:
@@ -225,6 +226,7 @@ def _detect_discrete(
         driver_version=first.driver_version,
         gpu_index=first.index,
         gpu_uuid=first.uuid,
+        gpu_requested=gpu is not None and str(gpu).strip() != "",
         **common,
     )
 

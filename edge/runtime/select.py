@@ -49,6 +49,8 @@ class Facts:
     ort_providers: tuple[str, ...] = ("CPUExecutionProvider",)
     gpu_index: int | None = None  # which GPU (nvidia-smi's index) these facts describe, on a multi-GPU box
     gpu_uuid: str | None = None  # its UUID: how the backend finds it among CUDA's devices
+    gpu_count: int = 0
+    gpu_requested: bool = False  # named with --gpu (else GPU 0 by default)
 
     @classmethod
     def from_machine(
@@ -70,12 +72,18 @@ class Facts:
             ort_providers=tuple(ort_providers),
             gpu_index=getattr(machine, "gpu_index", None),
             gpu_uuid=getattr(machine, "gpu_uuid", None),
+            gpu_count=int(getattr(machine, "gpu_count", 0) or 0),
+            gpu_requested=bool(getattr(machine, "gpu_requested", False)),
         )
 
     @property
     def device(self) -> int | str:
-        """What a backend is given to find its GPU: the UUID when known, else the index (0 by default)."""
-        return self.gpu_uuid or (self.gpu_index or 0)
+        """What a backend is given to find its GPU: the UUID of a GPU named with --gpu, or of GPU 0 on a box
+        with several (CUDA may number them differently); else CUDA's device 0, as any CUDA program starts
+        (a lone GPU, a Jetson, or MIG instances, whose UUIDs are not the GPU's)."""
+        if self.gpu_uuid and (self.gpu_requested or self.gpu_count > 1):
+            return self.gpu_uuid
+        return 0
 
     def describe(self) -> str:
         parts = [f"target {self.target}"]

@@ -235,3 +235,20 @@ def test_wrong_gpu_on_the_command_line_is_one_error_line(two_gpus: Path, tmp_pat
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --gpu 7: is not a GPU of this machine")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("rows", "gpu", "device"),
+    [
+        (ROWS[:1], None, 0),  # a lone GPU: CUDA's device 0, as any CUDA program (MIG instances included)
+        (ROWS[:1], "0", smi_uuid(0)),  # named: found by UUID
+        (ROWS, None, smi_uuid(0)),  # several: nvidia-smi's GPU 0 by UUID, whatever CUDA's order
+        (ROWS, "1", smi_uuid(1)),
+    ],
+)
+def test_what_the_backend_is_told(
+    fake_nvidia_smi: Any, make_sysroot: Any, rows: list[str], gpu: str | None, device: int | str
+) -> None:
+    fake_nvidia_smi(rows)
+    machine = platforms.detect(make_sysroot(), gpu=gpu)
+    assert Facts.from_machine(machine, cuda=(True, "")).device == device
