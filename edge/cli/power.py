@@ -4,7 +4,7 @@ and server GPUs (NVML power limits and locked clocks).
     edge power status [--json]        mode, modes, clocks, temperatures, load, power
     edge power modes [--json]         the modes (Jetson: cross-checked with the platform profile)
     edge power set NAME               Jetson: an nvpmodel mode by name; desktop: max, balanced, eco or 180W
-    edge power restore                put back what edge changed (desktop limits and clocks, Jetson clocks)
+    edge power restore                put back what edge changed (desktop limits and clocks, Jetson clocks and mode)
     edge power clocks on|off|restore  Jetson: jetson_clocks (state stored and restored)
     edge power clocks lock MIN,MAX|reset   desktop: lock the graphics clock (MHz) or release it
 
@@ -24,7 +24,8 @@ HELP = """Power modes (by name), clocks and telemetry on a Jetson or on desktop/
   edge power set NAME                     Jetson: nvpmodel mode (MAXN, 15W...); desktop: max, balanced,
                                           eco (100/75/50 % of the default power limit) or a wattage (180W)
   edge power restore                      put back what edge changed (desktop: limits and clocks, from
-                                          the state file; Jetson: the clocks stored by `clocks on`)
+                                          the state file; Jetson: the clocks stored by `clocks on` and
+                                          the mode from before the first `set`)
   edge power clocks on|off|restore        Jetson: jetson_clocks, previous state stored and restored
   edge power clocks lock MIN,MAX|reset    desktop: lock the graphics clock to MIN..MAX MHz, or release it
 
@@ -186,12 +187,32 @@ def _set(args: argparse.Namespace) -> int:
         return 0
     ctl = _controller(args)
     before = ctl.current_mode()
+    record = _mode_record(args)
     mode = ctl.set_mode(args.name)
     if mode.id == before.id:
         print(f"power mode: already {mode.name} (id {mode.id})")
     else:
+        if not record.exists():  # the mode before edge's first change, for `edge power restore`
+            _write_record(record, {"id": before.id, "name": before.name})
         print(f"power mode: {before.name} -> {mode.name} (id {mode.id}), verified")
     return 0
+
+
+def _mode_record(args: argparse.Namespace) -> Any:
+    from edge.power import device
+
+    return device.path_in(args.sysroot, "var/lib/edge/nvpmodel-mode.json")
+
+
+def _write_record(path: Any, data: dict[str, Any]) -> None:
+    from edge.errors import PowerError
+    from edge.fsutil import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(data) + "\n")
+    except OSError as exc:
+        raise PowerError(f"the mode changed, but {path} could not be written ({exc}); restore by name") from exc
 
 
 def _restore(args: argparse.Namespace) -> int:
@@ -207,11 +228,24 @@ def _restore(args: argparse.Namespace) -> int:
         return 0
     ctl = _controller(args)
     state = getattr(ctl, "cli", ctl).state_file
-    if not state.exists():
-        print(f"nothing to restore: no clocks stored at {state}")
+    record = _mode_record(args)
+    if not state.exists() and not record.exists():
+        print(f"nothing to restore: no clocks stored at {state} and no mode recorded at {record}")
         return 0
-    ctl.restore_clocks()
-    print("clocks: restored (not pinned)" if not ctl.clocks_pinned() else "clocks: restored (pinned)")
+    if state.exists():
+        ctl.restore_clocks()
+        print("clocks: restored (not pinned)" if not ctl.clocks_pinned() else "clocks: restored (pinned)")
+    if record.exists():
+        try:
+            name = str(json.loads(record.read_text(encoding="utf-8"))["name"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            from edge.errors import PowerError
+
+            raise PowerError(f"cannot read {record} ({exc}); remove it and set the mode by name") from exc
+        before = ctl.current_mode()
+        mode = ctl.set_mode(name)
+        record.unlink()
+        print(f"power mode: {before.name} -> {mode.name} (id {mode.id}), as before edge's first change")
     return 0
 
 

@@ -164,10 +164,21 @@ def test_restore_on_a_jetson_puts_the_stored_clocks_back(make_jetson, capsys) ->
     jetson = make_jetson("orin-nx-16gb")
     root = str(jetson.root)
     state = jetson.root / "var/lib/edge/jetson_clocks.conf"
-    assert edge(capsys, "restore", "--sysroot", root) == (0, f"nothing to restore: no clocks stored at {state}\n", "")
+    record = jetson.root / "var/lib/edge/nvpmodel-mode.json"
+    assert edge(capsys, "restore", "--sysroot", root) == (
+        0,
+        f"nothing to restore: no clocks stored at {state} and no mode recorded at {record}\n",
+        "",
+    )
     assert edge(capsys, "clocks", "on", "--sysroot", root)[1] == "clocks: pinned\n"
-    assert edge(capsys, "restore", "--sysroot", root) == (0, "clocks: restored (not pinned)\n", "")
-    assert not state.exists()
+    assert edge(capsys, "set", "MAXN", "--sysroot", root)[0] == 0
+    assert edge(capsys, "set", "25W", "--sysroot", root)[0] == 0  # the record keeps the mode before the first set
+    assert edge(capsys, "restore", "--sysroot", root) == (
+        0,
+        "clocks: restored (not pinned)\npower mode: 25W -> 15W (id 2), as before edge's first change\n",
+        "",
+    )
+    assert not state.exists() and not record.exists() and jetson.mode_id() == 2
     code, _, err = edge(capsys, "clocks", "lock", "1000,1200", "--sysroot", root)
     assert (code, err) == (
         7,
