@@ -1,6 +1,7 @@
-"""``edge bench BUNDLE [--backend B] [--batch N] [--iterations N] [--warmup N] [--cuda-graph S] [--json]``.
+"""``edge bench BUNDLE [--backend B] [--batch N] [--iterations N] [--duration S] [--warmup N] [--json] ...``.
 
-Times the backend on example inputs of the bundle's optimization-profile shape and prints trtexec's metric
+Times the backend (at least ``--iterations`` calls and ``--duration`` seconds, as trtexec does) on example
+inputs of the bundle's optimization-profile shape and prints trtexec's metric
 names (Throughput qps; Latency min/mean/median/percentiles; H2D, GPU compute and D2H where measured).
 Progress goes to stderr; ``--json`` prints one JSON object on stdout.
 """
@@ -30,8 +31,11 @@ def register(subparsers: Any) -> None:
         help="which GPU on a machine with several: nvidia-smi's index or UUID, as `edge info` lists them (default 0)",
     )
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
-    p.add_argument("--iterations", type=int, default=100, help="timed calls (default 100)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
+    p.add_argument("--iterations", type=int, default=10, help="at least N timed calls (default 10, as trtexec)")
+    p.add_argument(
+        "--duration", type=float, default=3.0, help="and at least S seconds of timed calls (default 3, as trtexec)"
+    )
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: its default)")
     p.add_argument(
         "--cuda-graph",
@@ -72,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.runtime import load
     from edge.runtime.perf import benchmark, format_report
 
-    if args.batch < 1 or args.iterations < 1 or args.warmup < 0:
-        raise ConfigError("--batch and --iterations must be >= 1, --warmup >= 0")
+    if args.batch < 1 or args.iterations < 1 or args.warmup < 0 or args.duration < 0:
+        raise ConfigError("--batch and --iterations must be >= 1, --warmup and --duration >= 0")
     backend = None if args.backend == "auto" else args.backend
     with load(
         args.bundle, backend, warmup=0, intra_op_threads=args.threads, cuda_graph=args.cuda_graph, gpu=args.gpu
@@ -84,7 +88,12 @@ def run(args: argparse.Namespace) -> int:
 
             def measure() -> dict[str, Any]:
                 return benchmark(
-                    model, batch=args.batch, iterations=args.iterations, warmup=args.warmup, progress=Progress()
+                    model,
+                    batch=args.batch,
+                    iterations=args.iterations,
+                    warmup=args.warmup,
+                    duration=args.duration,
+                    progress=Progress(),
                 )
 
             gpus = [str(args.gpu)] if args.gpu is not None else None
@@ -96,6 +105,13 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             print(json.dumps(report, indent=2) if args.json else format_comparison(report))
             return 0
-        result = benchmark(model, batch=args.batch, iterations=args.iterations, warmup=args.warmup, progress=Progress())
+        result = benchmark(
+            model,
+            batch=args.batch,
+            iterations=args.iterations,
+            warmup=args.warmup,
+            duration=args.duration,
+            progress=Progress(),
+        )
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0

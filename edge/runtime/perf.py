@@ -80,9 +80,13 @@ def benchmark(
     batch: int = 1,
     iterations: int = 100,
     warmup: int = 10,
+    duration: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Time ``iterations`` inferences of a batch of example inputs after ``warmup`` untimed ones.
+    """Time at least ``iterations`` inferences of a batch of example inputs, and at least ``duration`` seconds
+    of them (trtexec's ``--iterations`` and ``--duration``), after ``warmup`` untimed ones. ``progress(done,
+    planned)`` is called after each call (``done`` negative during warm-up); ``planned`` grows as the duration
+    needs more calls.
 
     Returns ``throughput_qps`` (images per second), ``latency_ms`` (per call, host wall clock around the
     backend), and ``h2d_ms``/``compute_ms``/``d2h_ms`` where the backend measures them with CUDA events.
@@ -93,8 +97,8 @@ def benchmark(
         raise ConfigError(
             f"--batch {batch}: this bundle takes batches of 1..{model.max_batch}; {batch_hint(model, batch)}"
         )
-    if iterations < 1 or warmup < 0:
-        raise ConfigError("--iterations must be >= 1 and --warmup >= 0")
+    if iterations < 1 or warmup < 0 or duration < 0:
+        raise ConfigError("--iterations must be >= 1, --warmup and --duration >= 0")
     feeds = model.example_inputs(batch)
     for i in range(warmup):
         model.infer_raw(feeds)
@@ -103,16 +107,22 @@ def benchmark(
     latencies: list[float] = []
     stages: dict[str, list[float]] = {k: [] for k in STAGES}
     t0 = time.perf_counter()
-    for i in range(iterations):
+    while True:
         s = time.perf_counter()
         model.infer_raw(feeds)
         latencies.append((time.perf_counter() - s) * 1000.0)
         for k in STAGES:
             if k in model.timings:
                 stages[k].append(model.timings[k])
-        if progress:
-            progress(i + 1, iterations)
+        n, elapsed = len(latencies), time.perf_counter() - t0
+        if n >= iterations and elapsed >= duration:
+            break
+        if progress:  # the calls still needed: the iterations left, or the duration left at the rate so far
+            progress(n, max(iterations, n + 1 + int(max(0.0, duration - elapsed) / (elapsed / n))))
+    if progress:
+        progress(n, n)
     total = time.perf_counter() - t0
+    iterations = n
     result: dict[str, Any] = {
         "bundle": str(model.bundle.path),
         "artifact": model.artifact.file,

@@ -18,7 +18,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_json_report(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", str(bundle), "--batch", "2", "--iterations", "5", "--warmup", "1", "--json"]) == 0
+    args = ["--batch", "2", "--iterations", "5", "--duration", "0", "--warmup", "1", "--json"]
+    assert main(["bench", str(bundle), *args]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert result["backend"] == "onnxruntime-cpu" and result["batch"] == 2 and result["iterations"] == 5
@@ -31,7 +32,7 @@ def test_json_report(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_text_report(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", str(bundle), "--iterations", "3", "--warmup", "0"]) == 0
+    assert main(["bench", str(bundle), "--iterations", "3", "--duration", "0", "--warmup", "0"]) == 0
     out = capsys.readouterr().out
     assert "Throughput: " in out and " qps" in out
     assert "Latency: min = " in out and "percentile(99%) = " in out
@@ -58,7 +59,8 @@ def test_cuda_graph_option(bundle: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert [make_parser().parse_args(["bench", "B", "--cuda-graph", g]).cuda_graph for g in CUDA_GRAPH] == list(
         CUDA_GRAPH
     )
-    assert main(["bench", str(bundle), "--iterations", "2", "--warmup", "0", "--cuda-graph", "whole", "--json"]) == 0
+    args = ["--iterations", "2", "--duration", "0", "--warmup", "0", "--cuda-graph", "whole", "--json"]
+    assert main(["bench", str(bundle), *args]) == 0
     assert json.loads(capsys.readouterr().out)["backend"] == "onnxruntime-cpu"
     with pytest.raises(SystemExit) as info:
         main(["bench", str(bundle), "--cuda-graph", "all"])
@@ -102,5 +104,21 @@ def test_batch_hint_keeps_the_original_flags_and_its_command_works(
     ]
     assert main(words[1:]) == 0
     capsys.readouterr()
-    assert main(["bench", str(bundle), "--batch", "4", "--iterations", "1", "--warmup", "0", "--json"]) == 0
+    assert (
+        main(["bench", str(bundle), "--batch", "4", "--iterations", "1", "--duration", "0", "--warmup", "0", "--json"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["input_shapes"] == {"images": [4, 3, 256, 256]}
+
+
+def test_duration_sets_a_minimum_time_like_trtexec(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --iterations given, at least 10 calls and at least --duration seconds of them (trtexec's defaults
+    are --iterations=10 --duration=3): a slow model on a CPU is not held for 100 calls, a fast one is timed long
+    enough. The sum of the per-call latencies is at least the duration asked for."""
+    assert main(["bench", str(bundle), "--duration", "0.5", "--warmup", "0", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["iterations"] >= 10
+    assert result["latency_ms"]["mean"] * result["iterations"] >= 500 * 0.95
+    last = [line for line in captured.err.splitlines() if line.startswith("timing: ")][-1]
+    assert last == f"timing: {result['iterations']}/{result['iterations']}"
