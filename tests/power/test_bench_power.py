@@ -82,7 +82,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_cli_compares_where_nvml_answers(bundle: Path, nvml: FakeNvml, capsys) -> None:
-    args = ["bench", str(bundle), "--iterations", "2", "--warmup", "0", "--power", "eco", "--json"]
+    args = ["bench", str(bundle), "--iterations", "2", "--duration", "0", "--warmup", "0", "--power", "eco", "--json"]
     assert main(args) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
@@ -94,7 +94,7 @@ def test_cli_compares_where_nvml_answers(bundle: Path, nvml: FakeNvml, capsys) -
 
 def test_cli_skips_with_the_reason_without_nvml(bundle: Path, monkeypatch, capsys) -> None:
     monkeypatch.setattr("edge.power.nvml.load_nvml", lambda: FakeNvml([], driver=False))
-    assert main(["bench", str(bundle), "--iterations", "2", "--warmup", "0", "--power", "eco"]) == 0
+    assert main(["bench", str(bundle), "--iterations", "2", "--duration", "0", "--warmup", "0", "--power", "eco"]) == 0
     captured = capsys.readouterr()
     assert (
         "power: no power comparison: NVML is not available (NVML Shared Library Not Found): "
