@@ -25,10 +25,10 @@ at run time):
 - TensorRT 10.x (JetPack 6.1+ ``python3-libnvinfer``; TensorRT 8.6 of JetPack 6.0 is refused);
 - OpenCV (JetPack's ``python3-opencv``: calibration and accuracy images) and numpy 1.x (JetPack's OpenCV
   is built against numpy 1.x and fails to import under numpy 2);
-- PyYAML (the target profiles), onnx, onnxruntime (accuracy check, INT8 calibration) and
-  onnxconverter-common (the default FP16 conversion); onnxslim is optional (the simplifier).
+- PyYAML (the target profiles), onnx (loading, the FP16 conversion), onnxruntime (accuracy check, INT8
+  calibration); onnxslim is optional (the simplifier).
 
-On JetPack 6: ``pip3 install onnx onnxruntime onnxslim onnxconverter-common 'numpy<2' pyyaml``.
+On JetPack 6: ``pip3 install onnx onnxruntime onnxslim 'numpy<2' pyyaml``.
 """
 
 from __future__ import annotations
