@@ -312,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t_start = time.perf_counter()
     gpu, machine, driver = machine_facts()
+    precision = "fp32"
+    if ok:
+        from edge.backends.cuda import device_info
+
+        if device_info(0).compute_capability == "7.5":
+            precision = "fp16"  # Turing: TensorRT-RTX has no FP32 GEMM there (tests/gpu/conftest.py does the same)
     report = Report(gpu=gpu, machine=machine, started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     report.versions = {**driver, **versions()}
 
@@ -331,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         build = Check("edge build (YOLOv8n, auto + cpu)")
         report.checks.append(build)
         argv = [py, "-m", "edge", "build", str(MODEL), "-o", str(bundle), "--target", "auto", "--target", "cpu"]
-        argv += ["--skip-unavailable", "--precision", "fp32", "--task", "detect", "--decoder", "yolov8", *PROFILE]
+        argv += ["--skip-unavailable", "--precision", precision, "--task", "detect", "--decoder", "yolov8", *PROFILE]
         run_step(build, argv, min(120.0, left() - 100), env)
         doctor = Check("edge doctor")
         report.checks.append(doctor)
@@ -344,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             doctor.detail = "no bundle (the build failed)"
+        if build.verdict == "ok":
+            env["GPU_CHECK_BUNDLE"] = str(bundle)  # the tests' gpu_bundle: built the same way, no second build
         tests = Check("pytest tests/gpu -m gpu")
         report.checks.append(tests)
         proc = run_step(
