@@ -95,21 +95,38 @@ def _class_mask(dets: Detections, specs: Sequence[LineSpec | ZoneSpec]) -> np.nd
     return mask
 
 
+class Polygon:
+    """A zone's polygon with its edges precomputed, for point tests on every frame."""
+
+    def __init__(self, points: Sequence[tuple[float, float]]) -> None:
+        a = np.asarray(points, np.float64)
+        b = np.roll(a, -1, axis=0)
+        self.ax, self.ay = a[:, 0], a[:, 1]
+        self.ex, self.ey = b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]
+        self.by = b[:, 1]
+        self.length2 = np.maximum(self.ex * self.ex + self.ey * self.ey, 1e-12)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.slope = self.ex / self.ey  # x change per y along each edge (inf for horizontal edges: unused)
+
+    def inside(self, points: np.ndarray) -> np.ndarray:
+        """[N] inside (even-odd rule) for points [N, 2]."""
+        px, py = points[:, 0:1], points[:, 1:2]
+        straddles = (self.ay > py) != (self.by > py)
+        with np.errstate(invalid="ignore"):
+            left_of_edge = px < self.ax + (py - self.ay) * self.slope
+        return (np.count_nonzero(straddles & left_of_edge, axis=1) % 2) == 1
+
+    def distance(self, points: np.ndarray) -> np.ndarray:
+        """[N] distance from points [N, 2] to the nearest edge."""
+        px, py = points[:, 0:1] - self.ax, points[:, 1:2] - self.ay
+        t = np.clip((px * self.ex + py * self.ey) / self.length2, 0.0, 1.0)
+        return np.hypot(px - t * self.ex, py - t * self.ey).min(axis=1)
+
+
 def polygon_inside(points: np.ndarray, polygon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For points [N, 2]: inside the polygon [K, 2] (even-odd rule), and the distance to its edges."""
-    a = polygon
-    b = np.roll(polygon, -1, axis=0)
-    px, py = points[:, 0:1], points[:, 1:2]
-    ax, ay, bx, by = a[:, 0], a[:, 1], b[:, 0], b[:, 1]
-    straddles = (ay > py) != (by > py)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_cross = ax + (py - ay) * (bx - ax) / (by - ay)
-    inside = (np.count_nonzero(straddles & (px < x_cross), axis=1) % 2) == 1
-    ex, ey = bx - ax, by - ay
-    length2 = np.maximum(ex * ex + ey * ey, 1e-12)
-    t = np.clip(((px - ax) * ex + (py - ay) * ey) / length2, 0.0, 1.0)
-    dist = np.hypot(px - (ax + t * ex), py - (ay + t * ey)).min(axis=1)
-    return inside, dist
+    poly = Polygon([(float(x), float(y)) for x, y in polygon])
+    return poly.inside(points), poly.distance(points)
 
 
 class Analytics:
@@ -123,13 +140,14 @@ class Analytics:
         d = np.array([ln.points[1] for ln in lines], np.float64).reshape(-1, 2) - self._p1
         self._d = d
         self._len = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)
-        self._polygons = [np.asarray(z.polygon, np.float64) for z in config.zones]
+        self._polygons = [Polygon(z.polygon) for z in config.zones]
         self._slots: dict[int, int] = {}  # track id -> row of the state arrays
         self._free: list[int] = []
         self._side = np.zeros((0, len(lines)), np.int8)  # -1 left, +1 right, 0 not known yet
         self._inside = np.zeros((0, len(config.zones)), bool)
         self._since = np.zeros((0, len(config.zones)))  # capture time of the entry
-        self._label: dict[int, str] = {}
+        self._class: dict[int, int] = {}  # track id -> class id (for zone_left of a dropped track)
+        self._labels: Sequence[str] = ()
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         rows = np.empty(len(ids), np.int64)
@@ -163,13 +181,12 @@ class Analytics:
                 assert ids is not None
                 rows = self._rows(ids)
                 points = anchors(np.asarray(tracked.boxes, np.float64), self.config.anchor)
-                labels = [tracked.label(int(c)) for c in tracked.class_ids]
-                for tid, label in zip(ids.tolist(), labels):
-                    self._label[tid] = label
+                self._class.update(zip(ids.tolist(), tracked.class_ids.tolist()))
+                self._labels = tracked.labels
                 if self.config.lines:
-                    self._lines(tracked, ids, rows, points, labels, events)
+                    self._lines(tracked, ids, rows, points, events)
                 if self.config.zones:
-                    self._zones(tracked, ids, rows, points, labels, when, events)
+                    self._zones(tracked, ids, rows, points, when, events)
         if alive is not None:
             self._forget(alive, when, events)
         return events
@@ -180,7 +197,6 @@ class Analytics:
         ids: np.ndarray,
         rows: np.ndarray,
         points: np.ndarray,
-        labels: list[str],
         events: list[dict[str, Any]],
     ) -> None:
         rel = points[:, None, :] - self._p1[None, :, :]  # [N, L, 2]
@@ -202,7 +218,7 @@ class Analytics:
                     "type": "line_crossed",
                     "line": line,
                     "track_id": int(ids[n]),
-                    "label": labels[n],
+                    "label": dets.label(int(dets.class_ids[n])),
                     "direction": direction,
                 }
             )
@@ -213,27 +229,31 @@ class Analytics:
         ids: np.ndarray,
         rows: np.ndarray,
         points: np.ndarray,
-        labels: list[str],
         when: float,
         events: list[dict[str, Any]],
     ) -> None:
         margin = self.config.margin
         wanted = _class_mask(dets, self.config.zones)
         for z, polygon in enumerate(self._polygons):
-            inside, dist = polygon_inside(points, polygon)
+            inside = polygon.inside(points)
             was = self._inside[rows, z]
-            enter = inside & (dist > margin) & ~was & wanted[:, z]
-            leave = ~inside & (dist > margin) & was
+            # only the points whose state could change need their distance to the edge (few, most frames)
+            maybe = np.flatnonzero((inside & ~was & wanted[:, z]) | (~inside & was))
+            if not len(maybe):
+                continue
+            far = polygon.distance(points[maybe]) > margin
             name = self.config.zones[z].name
             zc = self.counts.zones[name]
-            for n in np.flatnonzero(enter):
-                self._inside[rows[n], z] = True
-                self._since[rows[n], z] = when
-                zc["entered"] += 1
-                zc["occupancy"] += 1
-                events.append({"type": "zone_entered", "zone": name, "track_id": int(ids[n]), "label": labels[n]})
-            for n in np.flatnonzero(leave):
-                events.append(self._leave(rows[n], z, int(ids[n]), labels[n], when))
+            for n in maybe[far]:
+                label = dets.label(int(dets.class_ids[n]))
+                if inside[n]:
+                    self._inside[rows[n], z] = True
+                    self._since[rows[n], z] = when
+                    zc["entered"] += 1
+                    zc["occupancy"] += 1
+                    events.append({"type": "zone_entered", "zone": name, "track_id": int(ids[n]), "label": label})
+                else:
+                    events.append(self._leave(rows[n], z, int(ids[n]), label, when))
 
     def _leave(self, row: int, z: int, tid: int, label: str, when: float, lost: bool = False) -> dict[str, Any]:
         name = self.config.zones[z].name
@@ -256,7 +276,8 @@ class Analytics:
         gone = [tid for tid in self._slots if tid not in alive]
         for tid in gone:
             row = self._slots.pop(tid)
-            label = self._label.pop(tid, "")
+            cid = self._class.pop(tid, -1)
+            label = self._labels[cid] if 0 <= cid < len(self._labels) else str(cid)
             for z in np.flatnonzero(self._inside[row]):
                 events.append(self._leave(row, int(z), tid, label, when, lost=True))
             self._free.append(row)

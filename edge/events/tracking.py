@@ -28,7 +28,6 @@ from edge.events import kalman
 from edge.results import Detections
 
 TRACKERS = ("bytetrack", "iou")
-_BIG = 1e4  # cost of a forbidden pair (another class, or over the limit)
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class TrackerConfig:
     low_threshold: float = 0.1  # bytetrack: scores in [low, track) only keep existing tracks alive
     min_iou: float | None = None  # least overlap for a match (bytetrack: IoU x score); None: 0.2 / iou 0.3
     max_lost: int = 30  # frames a track without detections is kept to be found again
-    min_hits: int = 2  # matches in a row before a track is confirmed and gets its id
+    min_hits: int = 2  # frames in a row with a match before a track is confirmed and gets its id
 
     @property
     def match_iou(self) -> float:
@@ -71,7 +70,9 @@ def assign(cost: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
         return empty, empty
     from scipy.optimize import linear_sum_assignment
 
-    rows, cols = linear_sum_assignment(np.where(cost <= limit, cost, _BIG))
+    # Pairs over the limit cost just over it (as LAPJV's cost_limit does): the least total cost wins, rather
+    # than the most pairs (a huge cost would force poor pairs in so that one more pair is under the limit).
+    rows, cols = linear_sum_assignment(np.minimum(cost, limit + 1e-4))
     ok = cost[rows, cols] <= limit
     return rows[ok], cols[ok]
 
@@ -89,7 +90,7 @@ class Tracker:
         self._kalman = self.config.kind == "bytetrack"
         self.frame = 0
         self.mean = np.zeros((0, 8))  # bytetrack: Kalman state
-        self.cov = np.zeros((0, 8, 8))
+        self.cov = np.zeros((0, 4, 3))  # per-coordinate 2x2 covariance blocks (see kalman)
         self.box = np.zeros((0, 4))  # the latest box of each track (predicted, then corrected)
         self.cls = np.zeros(0, np.int64)
         self.tid = np.zeros(0, np.int64)  # -1 until confirmed
@@ -106,7 +107,7 @@ class Tracker:
 
     def alive(self) -> set[int]:
         """Ids of the confirmed tracks, tracked or lost (not yet dropped)."""
-        return {int(t) for t in self.tid if t >= 0}
+        return set(self.tid[self.tid >= 0].tolist())
 
     def update_arrays(self, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
         """Track ids [N] (int64, -1: not in a confirmed track) for one frame's boxes [N, 4], scores, class ids."""
@@ -198,7 +199,7 @@ class Tracker:
     def _duplicates(self, keep: np.ndarray) -> np.ndarray:
         """Lost and tracked tracks of one class on the same spot (IoU > 0.85): the younger one goes."""
         out = np.zeros(len(keep), bool)
-        tracked = np.flatnonzero(keep & ~self.lost & (self.tid >= 0))
+        tracked = np.flatnonzero(keep & ~self.lost)  # tentative ones too: a new track on a lost one goes
         lost = np.flatnonzero(keep & self.lost)
         if not len(tracked) or not len(lost):
             return out
