@@ -139,3 +139,60 @@ def test_status_line_without_a_repository() -> None:
         grpc_port = 9001
 
     assert serve_status(Bare()) == "0 model(s) ready (); grpc :9001"
+
+
+def test_a_hung_event_loop_starves_the_watchdog(tmp_path: Path, face_bundle: Path) -> None:
+    """The real server in process: while its event loop is blocked, no WATCHDOG=1; once free, pings resume."""
+    import asyncio
+
+    from edge.serve import ServeOptions, run_server
+
+    notify = NotifySocket(str(tmp_path / "notify"))
+    hooks = ServeNotifier(Notifier(notify.address), interval=0.2)
+    release = threading.Event()
+    state: dict[str, Any] = {}
+
+    def ready(server: Any) -> None:
+        state["server"], state["loop"] = server, asyncio.get_running_loop()  # called on the server's loop
+        hooks.on_ready(server)
+
+    options = ServeOptions(repository=face_bundle, http=("127.0.0.1", 0), grpc=None, auth=False, poll_s=0)
+    result: list[int] = []
+    thread = threading.Thread(
+        target=lambda: result.append(
+            run_server(
+                options,
+                on_ready=ready,
+                on_tick=hooks.on_tick,
+                on_stopping=hooks.on_stopping,
+                tick_s=hooks.tick_s,
+                install_signals=False,
+            )
+        ),
+        daemon=True,
+    )
+    thread.start()
+    try:
+        notify.recv_until("READY", timeout=120)
+        notify.recv_until("WATCHDOG", timeout=10)  # the loop turns: pings
+        blocked = threading.Event()
+
+        def block() -> None:  # a callback that holds the loop until released
+            blocked.set()
+            release.wait()
+
+        state["loop"].call_soon_threadsafe(block)
+        assert blocked.wait(30)
+        while notify.recv(timeout=0.05) is not None:  # pings sent before the loop stopped turning
+            pass
+        assert notify.recv(timeout=1.0) is None  # five intervals without a ping
+        release.set()
+        assert notify.recv_until("WATCHDOG", timeout=10)[0]["WATCHDOG"] == "1"  # free again: pings resume
+    finally:
+        release.set()
+        if "server" in state:
+            state["server"].request_stop()
+        thread.join(timeout=60)
+        hooks.close()
+        notify.close()
+    assert result == [0]
