@@ -25,6 +25,9 @@ from edge.serve.repository import Loader, Repository
 log = logging.getLogger(__name__)
 
 GRPC_MAX_SEND = 1 << 30
+READ_BUFSIZE = (
+    4 << 20
+)  # aiohttp reads request bodies in chunks this large (default 64 KiB: many loop turns for a tensor)
 
 
 def _fmt(host: str, port: int) -> str:
@@ -98,7 +101,11 @@ class Server:
         assert self.plane is not None
         app = make_app(self.plane)
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=self.options.drain_timeout_s
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=self.options.drain_timeout_s,
+            read_bufsize=READ_BUFSIZE,
         )
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, listen[0], listen[1], ssl_context=tls, backlog=1024)

@@ -167,3 +167,21 @@ def test_metrics_count_what_was_served(served: ServerThread) -> None:
     assert lines['nv_inference_request_failure{model="classifier",reason="INVALID",version="1"}'] >= 1
     for name in ("nv_inference_exec_count", "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us"):
         assert f'{name}{{model="classifier",version="1"}}' in lines
+
+
+def test_one_bundle_is_one_model_and_the_default_for_predict(bundles: dict[str, Path], token_path: Path) -> None:
+    from tests.serve.conftest import options
+
+    srv = ServerThread(options(bundles["classifier"], token_path, grpc=None)).start()
+    try:
+        h = th.InferenceServerClient(srv.http)
+        assert h.get_model_repository_index(headers=auth()) == [
+            {"name": "classifier", "version": "1", "state": "READY", "reason": ""}  # classifier.bundle -> classifier
+        ]
+        x = np.random.default_rng(4).random((1, 3, 32, 32), dtype=np.float32)
+        status, data = _post(srv, "/predict", json.dumps({"input": x.tolist()}).encode(), auth())
+        assert status == 200
+        probs = np.array(json.loads(data)["outputs"]["probs"], dtype=np.float32)
+        np.testing.assert_allclose(probs, reference(bundles["classifier"], {"input": x})["probs"], rtol=1e-5)
+    finally:
+        srv.stop()
