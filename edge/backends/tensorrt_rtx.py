@@ -3,9 +3,10 @@
 The runtime cache (compiled kernels) is loaded from ``STATE_DIR/tensorrt-rtx/<key>.cache`` at start and
 saved atomically at close, so the second start skips JIT. The key covers the plan, the GPU and the
 TensorRT-RTX version, so a driver/GPU/library change starts a fresh cache instead of loading a stale one.
-``cuda_graph`` selects ``CudaGraphStrategy`` (``"whole"`` = WHOLE_GRAPH_CAPTURE, ``"none"`` = DISABLED); a
-context that is not stream-capturable (``IExecutionContext.is_stream_capturable``) runs without a graph,
-with a warning saying so (``cuda_graph_active``). Before deserializing, the manifest's TensorRT-RTX release
+``cuda_graph`` selects ``CudaGraphStrategy`` (``"whole"`` = WHOLE_GRAPH_CAPTURE, ``"none"`` = DISABLED); at the
+first call, once shapes and addresses are bound, a context that is not stream-capturable
+(``IExecutionContext.is_stream_capturable``) is replaced by one without a graph, with a warning saying so
+(``cuda_graph_active`` says which). Before deserializing, the manifest's TensorRT-RTX release
 must equal this one (major.minor.patch) and ``Runtime.get_engine_validity`` must not answer INVALID.
 The runtime config is kept as long as the context; at close the cache is saved, then the context, the
 runtime config, the cache, the engine and the runtime are released in that order.
@@ -89,6 +90,7 @@ class TensorRTRTXBackend(TrtBackendBase):
         self._store: RuntimeCacheStore | None = None
         self.cache_loaded = False
         self.cuda_graph_active = False  # whole-graph capture requested and the context is capturable
+        self._graph_checked = False
 
     def _import_trt(self) -> Any:
         try:
@@ -141,21 +143,30 @@ class TensorRTRTXBackend(TrtBackendBase):
                     log.warning("runtime cache %s did not load; JIT-compiling again", self._store.path)
         if self._cache is not None:
             config.set_runtime_cache(self._cache)
-        context = engine.create_execution_context(config)
-        if context is None or self.cuda_graph != "whole":
-            return context
-        stream = self._require_stream()
-        if context.is_stream_capturable(stream.handle):
+        self._graph_checked = False
+        return engine.create_execution_context(config)
+
+    def _context_replaced(self, stream: Any) -> bool:
+        """With ``cuda_graph="whole"``: ask ``is_stream_capturable`` once, when the first call has bound its
+        shapes and addresses (the state capture depends on); a context that is not capturable is replaced by
+        one without a graph strategy, with a warning saying so."""
+        if self.cuda_graph != "whole" or self._graph_checked:
+            return False
+        self._graph_checked = True
+        if self._context.is_stream_capturable(stream.handle):
             self.cuda_graph_active = True
-            return context
+            return False
         log.warning(
             "TensorRT-RTX: a CUDA graph cannot be used for %s (the context is not stream-capturable: data-dependent "
             "shapes, or a plan built without REQUIRE_USER_ALLOCATION); running without one",
             self.artifact.file if self.artifact else "this plan",
         )
-        context = None
-        config.cuda_graph_strategy = trt.CudaGraphStrategy.DISABLED
-        return engine.create_execution_context(config)
+        self._context = None  # released before its replacement is made (same runtime config and cache)
+        self._runtime_config.cuda_graph_strategy = self._trt.CudaGraphStrategy.DISABLED
+        self._context = self._engine.create_execution_context(self._runtime_config)
+        if self._context is None:
+            raise EngineError("TensorRT-RTX: could not create an execution context without a CUDA graph (GPU memory?)")
+        return True
 
     def _finish(self) -> None:
         """Save the runtime cache (before anything is released: see RELEASE_ORDER)."""

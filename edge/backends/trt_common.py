@@ -285,10 +285,8 @@ class TrtBackendBase(Backend):
                 "False: misaligned or foreign memory, or a name the plan does not have)"
             )
 
-    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        stream = self._require_stream()
-        # CUDA's current device is per thread: a backend loaded on GPU 1 may be called from another thread
-        cuda.call("cudaSetDevice", self._device)
+    def _bind(self, feeds: dict[str, np.ndarray]) -> None:
+        """Input shapes, host data and every tensor address, on the current context."""
         self._set_shapes(feeds)
         for name, arr in feeds.items():
             buf = self._buffers[name]
@@ -297,6 +295,21 @@ class TrtBackendBase(Backend):
         for name in self._output_names:
             if name not in self._dynamic_outputs:
                 self._set_address(name, self._buffers[name].device_ptr)
+
+    def _context_replaced(self, stream: cuda.Stream) -> bool:
+        """Flavour check once shapes and addresses are bound, before the first execution (TensorRT-RTX:
+        CUDA graph capturability); True when it replaced the execution context."""
+        return False
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        stream = self._require_stream()
+        # CUDA's current device is per thread: a backend loaded on GPU 1 may be called from another thread
+        cuda.call("cudaSetDevice", self._device)
+        self._bind(feeds)
+        if self._context_replaced(stream):  # a fresh context knows no shapes or addresses yet
+            self._profile = 0
+            self._shapes.clear()
+            self._bind(feeds)
         e0, e1, e2, e3 = self._events
         e0.record(stream)
         for name in self._input_names:

@@ -265,20 +265,37 @@ def test_cuda_graph_used_only_on_a_capturable_context(
     fake_cuda: list[tuple[Any, ...]], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
     capturable: bool,
 ) -> None:  # fmt: skip
+    """The check runs once, at the first call (after shapes and addresses are bound: ``_context_replaced`` is
+    what ``_infer`` calls there); a context that cannot be captured is replaced by one without a graph."""
     rec = Recorder()
     art, plan = plan_artifact()
     backend = TensorRTRTXBackend(plan, artifact=art, cuda_graph="whole")
+    _load(backend, FakeTrt(rec, capturable=capturable), monkeypatch)
+    first = weakref.ref(backend._context)
+    assert [e for e in rec.events if e.startswith("context(")] == ["context(WHOLE)"]
     with caplog.at_level(logging.WARNING):
-        _load(backend, FakeTrt(rec, capturable=capturable), monkeypatch)
-    assert f"is_stream_capturable({FakeStream.handle})" in rec.events
-    assert backend.cuda_graph_active is capturable
+        replaced = backend._context_replaced(FakeStream())
+        assert backend._context_replaced(FakeStream()) is False  # asked once
+    assert rec.events.count(f"is_stream_capturable({FakeStream.handle})") == 1
+    assert replaced is (not capturable) and backend.cuda_graph_active is capturable
     if capturable:
-        assert [e for e in rec.events if e.startswith("context(")] == ["context(WHOLE)"]
-        assert not caplog.records
+        assert backend._context is first() and not caplog.records
     else:
         assert [e for e in rec.events if e.startswith("context(")] == ["context(WHOLE)", "context(DISABLED)"]
-        assert backend._context.strategy == "DISABLED"
+        assert backend._context.strategy == "DISABLED" and backend._context.config is backend._runtime_config
+        assert first() is None  # the first context went before its replacement was made
+        assert rec.events.index("released context") < rec.events.index("context(DISABLED)")
         assert "a CUDA graph cannot be used" in caplog.text
+    backend.close()
+
+
+def test_no_graph_check_without_whole(fake_cuda: list[tuple[Any, ...]], monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = Recorder()
+    art, plan = plan_artifact()
+    backend = TensorRTRTXBackend(plan, artifact=art)
+    _load(backend, FakeTrt(rec), monkeypatch)
+    assert backend._context_replaced(FakeStream()) is False and backend.cuda_graph_active is False
+    assert not [e for e in rec.events if e.startswith("is_stream_capturable")]
     backend.close()
 
 
