@@ -16,14 +16,19 @@ Objects without a ``lock`` attribute get one shared lock per object from :func:`
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from edge.errors import ServiceError
 from edge.service.config import HttpConfig, ServiceConfig
 
-__all__ = ["HttpConfig", "ServiceConfig", "attach", "model_lock"]
+__all__ = ["HttpConfig", "ServiceConfig", "attach", "model_lock", "require_http_stack"]
+
+# The HTTP API's libraries: the `serve` extra (a base install has neither).
+HTTP_STACK = (("aiohttp", "aiohttp"), ("prometheus_client", "prometheus-client"))
 
 _LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -41,6 +46,16 @@ def model_lock(model: Any) -> threading.Lock:
         return lock
 
 
+def require_http_stack(where: str) -> None:
+    """A ServiceError naming the missing packages when the HTTP stack (the ``serve`` extra) is not installed."""
+    missing = [package for module, package in HTTP_STACK if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ServiceError(
+            f"{where}: the HTTP API needs {' and '.join(missing)}, which are not installed: "
+            "pip install 'edge-kit[serve]' (or remove the http section)"
+        )
+
+
 def attach(run_config: Any, model: Any, *, metrics: Sequence[Callable[[Any], None]] = ()) -> list[Any]:
     """The service observers for one ``edge run``: sd_notify always, the HTTP API when configured.
 
@@ -54,6 +69,7 @@ def attach(run_config: Any, model: Any, *, metrics: Sequence[Callable[[Any], Non
     observers: list[Any] = [NotifyObserver.from_env()]
     http_config = getattr(run_config, "http", None)
     if http_config is not None:
+        require_http_stack("http")
         from edge.service.http import HttpObserver
         from edge.service.metrics import PowerTelemetry
 

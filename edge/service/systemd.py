@@ -322,6 +322,9 @@ def validate(config_path: Path) -> Any:
         Bundle.open(model_path)
     http = getattr(run_config, "http", None)
     if http is not None:
+        from edge.service import require_http_stack
+
+        require_http_stack(f"{config_path}: http")
         from edge.service.http import read_token
 
         read_token(http, environ={})
