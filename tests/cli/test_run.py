@@ -298,3 +298,53 @@ def test_analytics_events_reach_an_mqtt_broker_with_credentials_from_the_config(
     assert len(with_events) == 2, "one frame per crossing"
     assert sorted(set(got)) == sorted(with_events), "only frames with events are published"
     assert "door-secret" not in out
+
+
+def test_line_counts_on_metrics_and_status_while_running(bundle: Path, slow_clip: Path, tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for _attempt in range(3):  # a free port can be taken by another process before the run binds it
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cfg = tmp_path / "run.yaml"
+        cfg.write_text(
+            f"model: {{bundle: {bundle}, threads: 1}}\nsource: file://{slow_clip}?loop=1\nsinks: [jsonl://-]\n"
+            f"http: {{listen: 127.0.0.1:{port}, auth: none}}\n"
+            "analytics: {lines: [{name: door, points: [[320, 480], [320, 0]]}]}\n"
+        )
+        proc = subprocess.Popen([sys.executable, "-m", "edge", "run", str(cfg)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)  # fmt: skip
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        if first:
+            break
+        _, err = proc.communicate(timeout=60)
+        assert "listen" in err or "in use" in err, err
+    try:
+        crossed = 0
+        line = first
+        while crossed < 2:  # the clip's two faces cross the door once each per loop
+            crossed += sum(e["type"] == "line_crossed" for e in json.loads(line)["events"])
+            line = proc.stdout.readline()
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        for _ in range(60):  # /v1/status shows the pipeline's stats snapshot, refreshed every 0.25 s: a few frames on
+            status = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=10).read())
+            door = (status["pipeline"].get("events") or {}).get("lines", {}).get("door", {})
+            if door.get("in") and door.get("out"):
+                break
+            proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    counts = {
+        d: float(m.group(1))
+        for d in ("in", "out")
+        if (m := re.search(rf'^edge_line_crossings_total{{direction="{d}",line="door"}} (\S+)$', metrics, re.M))
+    }
+    assert counts.get("in", 0) >= 1 and counts.get("out", 0) >= 1, metrics
+    assert re.search(r"^edge_tracks \d", metrics, re.M), metrics
+    assert door["in"] >= 1 and door["out"] >= 1 and status["pipeline"]["events"]["tracker"] == "bytetrack", status
