@@ -56,6 +56,16 @@ def _stat_key(path: Path) -> tuple[Any, ...]:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+def _tree_key(path: Path) -> tuple[Any, ...]:
+    """Name, inode, mtime and size of every file in a bundle directory: a file still being written (or
+    replaced in place) changes the key, so a version that failed half-copied is retried once the copy ends."""
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError:
+        return (None,)
+    return (_stat_key(path), *((e.name, *_stat_key(Path(e.path))) for e in entries))
+
+
 def model_name_of_bundle(path: Path) -> str:
     name = path.resolve().name
     return name[: -len(".bundle")] if name.endswith(".bundle") and len(name) > 7 else name
@@ -65,7 +75,7 @@ def scan(root: Path) -> dict[str, OnDisk | str]:
     """Every model in ``root``: what to serve, or why nothing can be (a string)."""
     if (root / MANIFEST).is_file():
         name = model_name_of_bundle(root)
-        return {name: OnDisk(name, "1", root, None, (_stat_key(root), _stat_key(root / MANIFEST)))}
+        return {name: OnDisk(name, "1", root, None, _tree_key(root))}
     if not root.is_dir():
         raise ConfigError(f"{root}: not a model repository or a bundle directory (no such directory)")
     found: dict[str, OnDisk | str] = {}
@@ -75,9 +85,7 @@ def scan(root: Path) -> dict[str, OnDisk | str]:
         config_path = entry / CONFIG
         cfg_key = _stat_key(config_path)
         if (entry / MANIFEST).is_file():
-            found[entry.name] = OnDisk(
-                entry.name, "1", entry, config_path, (_stat_key(entry), _stat_key(entry / MANIFEST), cfg_key)
-            )
+            found[entry.name] = OnDisk(entry.name, "1", entry, config_path, (_tree_key(entry), cfg_key))
             continue
         versions = [v for v in entry.iterdir() if v.is_dir() and v.name.isdigit() and (v / MANIFEST).is_file()]
         if not versions:
@@ -89,7 +97,7 @@ def scan(root: Path) -> dict[str, OnDisk | str]:
             str(int(latest.name)),
             latest,
             config_path,
-            (latest.name, _stat_key(latest), _stat_key(latest / MANIFEST), cfg_key),
+            (latest.name, _tree_key(latest), cfg_key),
         )
     return found
 

@@ -185,3 +185,21 @@ def test_one_bundle_is_one_model_and_the_default_for_predict(bundles: dict[str, 
         np.testing.assert_allclose(probs, reference(bundles["classifier"], {"input": x})["probs"], rtol=1e-5)
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_and_responses(served: ServerThread, bundles: dict[str, Path], algorithm: str) -> None:
+    x = np.random.default_rng(6).random((2, 3, 32, 32), dtype=np.float32)
+    client = th.InferenceServerClient(served.http)
+    inp = th.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    result = client.infer(
+        "classifier",
+        [inp],
+        headers=auth(),
+        request_compression_algorithm=algorithm,
+        response_compression_algorithm=algorithm,
+    )
+    np.testing.assert_allclose(
+        result.as_numpy("probs"), reference(bundles["classifier"], {"input": x})["probs"], rtol=1e-5
+    )

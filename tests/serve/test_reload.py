@@ -199,3 +199,32 @@ def test_unload_answers_accepted_requests_then_refuses(
         assert h.is_model_ready("classifier")
     finally:
         srv.stop()
+
+
+def test_a_version_caught_half_copied_is_retried_when_the_copy_ends(
+    tmp_path: Path, bundles: dict[str, Path], token_path: Path
+) -> None:
+    repo = make_repo(tmp_path, bundles)
+    srv = ServerThread(options(repo, token_path, poll_s=0)).start()
+    repository = srv.server.repository
+    assert repository is not None
+    try:
+        v2 = repo / "classifier" / "2"
+        shutil.copytree(bundles["classifier2"], v2)
+        full = (v2 / "model.onnx").read_bytes()
+        (v2 / "model.onnx").write_bytes(full[: len(full) // 2])  # the copy is still running
+        srv.call(repository.poll())
+        rows = repository.index()
+        assert {"name": "classifier", "version": "1", "state": "READY", "reason": ""} in rows
+        assert any(r["version"] == "2" and r["state"] == "UNAVAILABLE" for r in rows), rows
+        srv.call(repository.poll())  # the same half file: not retried
+        assert _version(srv) == "1"
+        (v2 / "model.onnx").write_bytes(full)  # the copy ends
+        srv.call(repository.poll())
+        assert _version(srv) == "2"
+        assert repository.index() == [
+            {"name": "classifier", "version": "2", "state": "READY", "reason": ""},
+            {"name": "face", "version": "1", "state": "READY", "reason": ""},
+        ]
+    finally:
+        srv.stop()
