@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from edge.errors import EdgeError, ServiceError
 from edge.observer import FrameResult, PipelineControl, PipelineStats
@@ -179,9 +180,15 @@ class _Routes:
             else:
                 resp = await handler(request)
             code = resp.status
-        except (ConnectionResetError, asyncio.CancelledError):
-            code = 499  # the client went away
+        except asyncio.CancelledError:
+            code = 499  # the client went away (aiohttp cancelled the handler)
             raise
+        except (ConnectionError, aiohttp.ClientPayloadError, HttpProcessingError) as exc:
+            # The client went away, or its upload broke off: nobody to answer, nothing to log but a line.
+            code = 499
+            log.debug("HTTP %s %s: the client went away (%s)", method, route, type(exc).__name__)
+            resp = web.Response(status=400)
+            resp.force_close()
         except web.HTTPException as exc:  # raised by aiohttp itself, e.g. a body over client_max_size
             resp = json_response(exc.status, {"error": exc.reason})
             resp.force_close()
@@ -297,13 +304,16 @@ class _Routes:
             )
             resp.force_close()
             await resp.prepare(request)
-            while True:
-                jpeg = await loop.run_in_executor(self.stream_pool, next, frames, None)
-                if jpeg is None:
-                    break
-                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                await resp.write(head.encode() + jpeg + b"\r\n")
-            await resp.write(f"--{BOUNDARY}--\r\n".encode())
+            try:
+                while True:
+                    jpeg = await loop.run_in_executor(self.stream_pool, next, frames, None)
+                    if jpeg is None:
+                        break
+                    head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                    await resp.write(head.encode() + jpeg + b"\r\n")
+                await resp.write(f"--{BOUNDARY}--\r\n".encode())
+            except ConnectionError:  # the viewer went away: the normal end of a stream
+                log.debug("GET /v1/stream: the viewer went away")
             return resp
         finally:
             frames.close()  # type: ignore[attr-defined]  # a generator, suspended between frames

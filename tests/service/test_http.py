@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from edge.errors import ServiceError
-from edge.results import result_json
+from edge.observer import FrameResult
+from edge.results import Detections, result_json
 from edge.runtime.model import Model
 from edge.service.api import image_size, multipart_file
 from edge.service.config import HttpConfig
@@ -391,3 +392,42 @@ def test_ipv6_loopback(face_model: Model) -> None:
         conn.close()
     finally:
         observer.close()
+
+
+def test_clients_that_go_away_leave_no_error_and_the_next_request_is_served(
+    api: tuple[HttpObserver, Client], jpeg: dict[str, bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    observer, client = api
+    caplog.set_level(logging.DEBUG)
+    observer.on_start(observer.api.metrics.stats, None)  # type: ignore[arg-type]
+    observer.on_frame(
+        FrameResult(1, "test://", 1.0, 1.0, Detections.empty(), image=photo("astronaut")),
+        observer.api.metrics.stats,
+    )
+    data = jpeg["astronaut"]
+    # Half an upload, then the client closes its socket.
+    with socket.create_connection(("127.0.0.1", observer.port), timeout=10) as s:
+        s.sendall(
+            f"POST /v1/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data[: len(data) // 2]
+        )
+    # A stream viewer that reads the first frame and hangs up mid-stream.
+    with socket.create_connection(("127.0.0.1", observer.port), timeout=10) as s:
+        s.sendall(f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+        got = b""
+        while b"Content-Type: image/jpeg" not in got:
+            chunk = s.recv(65536)
+            assert chunk, "the stream ended before a frame"
+            got += chunk
+    reply = client.infer(data)  # the server serves the next request
+    assert reply.status == 200 and len(reply.json()["detections"]) == 1
+    slots_back = [observer.api.stream_slots.acquire(blocking=True, timeout=10) for _ in range(4)]
+    for ok in slots_back:
+        if ok:
+            observer.api.stream_slots.release()
+    assert all(slots_back)  # the stream's slot came back when its viewer left
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
