@@ -194,14 +194,17 @@ class Batcher:
 
     async def _run(self, index: int, batch: list[Item]) -> None:
         start = time.perf_counter()
-        if len(batch) == 1:
-            feeds = batch[0].feeds
-        else:
-            feeds = {name: np.concatenate([it.feeds[name] for it in batch]) for name in batch[0].feeds}
         total = sum(it.n for it in batch)
+        instance = self.instances[index]
+        parts = [it.feeds for it in batch]
+
+        def execute() -> dict[str, np.ndarray]:  # on the instance's thread: the stacking copy leaves the loop free
+            feeds = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            return instance.infer_raw(feeds)
+
         loop = asyncio.get_running_loop()
         try:
-            outputs = await loop.run_in_executor(self._executors[index], self.instances[index].infer_raw, feeds)
+            outputs = await loop.run_in_executor(self._executors[index], execute)
         except Exception as exc:  # one failed batch fails its requests, never the server
             log.warning("model %s: inference failed: %s", self.name, first_line(exc, type(exc).__name__))
             kind = "invalid" if isinstance(exc, EdgeError) else "internal"

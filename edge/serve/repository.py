@@ -115,7 +115,9 @@ def default_loader(facts: Any = None) -> Loader:
         try:
             for i in range(config.instances):
                 gpu = config.gpus[i % len(config.gpus)] if config.gpus else None
-                models.append(load(path, config.backend, warmup=config.warmup, facts=facts, gpu=gpu))
+                model = load(path, config.backend, warmup=config.warmup, facts=facts, gpu=gpu)
+                models.append(model)
+                warm_batches(model, config)
         except BaseException:
             for m in models:
                 m.close()
@@ -123,6 +125,20 @@ def default_loader(facts: Any = None) -> Loader:
         return models
 
     return load_instances
+
+
+def warm_batches(model: Model, config: ModelConfig) -> None:
+    """TensorRT and TensorRT-RTX: also run the batch sizes the batcher will form (max_batch, preferred sizes), so
+    the first batched request does not pay for a shape's first run (RTX compiles kernels per shape at run
+    time). ONNX Runtime's CPU and CUDA providers need no such warm-up: their first run at a size costs little."""
+    if config.warmup == 0 or not model.backend_name.startswith("tensorrt"):
+        return
+    spec = model.inputs[0]
+    if not spec.shape or spec.shape[0] >= 0:
+        return
+    top = min(config.max_batch, model.max_batch)
+    for batch in sorted({top, *(b for b in config.preferred_batch if b <= top)} - {1}):
+        model.infer_raw(model.example_inputs(batch=batch))
 
 
 @dataclass
