@@ -27,7 +27,7 @@ from edge.service.config import HttpConfig, ServiceConfig
 
 __all__ = ["HttpConfig", "ServiceConfig", "attach", "model_lock", "require_http_stack"]
 
-# The HTTP API's libraries: the `serve` extra (a base install has neither).
+# The HTTP API's libraries (install_requires of edge-kit; missing only from a broken or partial install).
 HTTP_STACK = (("aiohttp", "aiohttp"), ("prometheus_client", "prometheus-client"))
 
 _LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
@@ -47,12 +47,12 @@ def model_lock(model: Any) -> threading.Lock:
 
 
 def require_http_stack(where: str) -> None:
-    """A ServiceError naming the missing packages when the HTTP stack (the ``serve`` extra) is not installed."""
+    """A ServiceError naming the missing packages when the HTTP stack (aiohttp, prometheus-client) is not installed."""
     missing = [package for module, package in HTTP_STACK if importlib.util.find_spec(module) is None]
     if missing:
         raise ServiceError(
-            f"{where}: the HTTP API needs {' and '.join(missing)}, which are not installed: "
-            "pip install 'edge-kit[serve]' (or remove the http section)"
+            f"{where}: the HTTP API needs {' and '.join(missing)}, which edge-kit depends on but this "
+            "environment lacks: pip install 'aiohttp>=3.9' 'prometheus-client>=0.17' (or reinstall edge-kit)"
         )
 
 

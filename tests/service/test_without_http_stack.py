@@ -1,4 +1,5 @@
-"""Without the `serve` extra (aiohttp, prometheus-client), an `http:` section is one clear error, not a traceback.
+"""Without the HTTP stack (aiohttp, prometheus-client: edge-kit's dependencies, but an environment can lack them),
+an `http:` section is one clear error, not a traceback.
 
 The packages are hidden the way Python itself documents: ``sys.modules[name] = None`` makes ``import name``
 fail and ``importlib.util.find_spec(name)`` answer None, exactly as for a package that is not installed.
@@ -33,6 +34,6 @@ def test_http_section_without_the_serve_extra(
     )
     lines = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
     assert run.returncode == 9, run.stderr
-    assert len(lines) == 1 and f"the HTTP API needs {package}" in lines[0] and "edge-kit[serve]" in lines[0]
+    assert len(lines) == 1 and f"the HTTP API needs {package}" in lines[0] and "pip install 'aiohttp>=3.9'" in lines[0]
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "units").exists()
