@@ -116,7 +116,8 @@ class Batcher:
         except asyncio.TimeoutError:
             fut.cancel()  # still queued: skipped when taken; running: its outputs are dropped
             raise RequestError(
-                "timeout", f"model {self.name}: no answer within the request timeout of {timeout_s:g} s"
+                "timeout",
+                f"model {self.name}: timed out before its answer was ready (the request timeout, --request-timeout)",
             ) from None
 
     # ---- instances -----------------------------------------------------------------------------------
@@ -184,6 +185,12 @@ class Batcher:
             self._running += 1
             try:
                 await self._run(index, batch)
+            except Exception as exc:  # a bug here must fail these requests, not stop the instance's loop
+                log.exception("model %s: batch failed", self.name)
+                err = RequestError("internal", f"model {self.name}: {first_line(exc, type(exc).__name__)}")
+                for it in batch:
+                    if not it.future.done():
+                        it.future.set_exception(err)
             finally:
                 self._running -= 1
                 self._check_idle()

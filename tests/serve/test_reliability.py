@@ -235,3 +235,31 @@ def test_full_queue_is_429(srv: ServerThread) -> None:
     assert set(statuses) <= {200, 429}
     assert 200 in statuses and 429 in statuses
     still_serves(srv)
+
+
+def test_request_timeout_is_504_and_deadline_exceeded(
+    tmp_path: Path, bundles: dict[str, Path], token_path: Path
+) -> None:
+    """A request held in the queue (waiting 1.5 s for a fuller batch) past the 0.3 s request timeout."""
+    repo = make_repo(
+        tmp_path, bundles, {"classifier": "max_batch: 8\npreferred_batch: [8]\nmax_queue_delay_us: 1500000\n"}
+    )
+    limits = Limits(max_request_bytes=1 << 20, max_tensor_elements=1 << 20, request_timeout_s=0.3, max_queue=64)
+    s = ServerThread(options(repo, token_path, limits=limits)).start()
+    try:
+        h = th.InferenceServerClient(s.http)
+        inp = th.InferInput("input", list(X.shape), "FP32")
+        inp.set_data_from_numpy(X)
+        with pytest.raises(InferenceServerException) as err:
+            h.infer("classifier", [inp], headers=auth())
+        assert err.value.status() == "504" and "timed out" in err.value.message()
+        g = tg.InferenceServerClient(s.grpc)
+        ginp = tg.InferInput("input", list(X.shape), "FP32")
+        ginp.set_data_from_numpy(X)
+        with pytest.raises(InferenceServerException) as err:
+            g.infer("classifier", [ginp], headers=gauth())
+        assert err.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+        m = s.server.metrics
+        assert m is not None and m.value("nv_inference_request_failure", "classifier", "1") == 2
+    finally:
+        s.stop()
