@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,9 @@ def test_without_dynamic_batching_every_request_runs_alone(
         for x, out in zip(xs, outs):
             np.testing.assert_allclose(out, reference(bundles["classifier"], {"input": x})["probs"], rtol=1e-5)
         assert _counts(srv) == (8, 8, 16)  # 8 executions of the requests' own batch of 2
+        # an instance's thread starts with its first batch: both instances ran some
+        names = {t.name.rsplit("_", 1)[0] for t in threading.enumerate()}
+        assert {"classifier/1-instance0", "classifier/1-instance1"} <= names
     finally:
         srv.stop()
 
