@@ -63,6 +63,14 @@ def options_from_args(args: argparse.Namespace) -> Any:
                 "set them in the file"
             )
         return load_serve_config(args.path)
+    for flag, value, low in (
+        ("--max-request-mb", args.max_request_mb, 0.001),
+        ("--request-timeout", args.request_timeout, 0.001),
+        ("--max-queue", args.max_queue, 1),
+        ("--poll", args.poll, 0),
+    ):
+        if value is not None and value < low:
+            raise ConfigError(f"{flag}: must be >= {low:g}, got {value:g}")
     if not args.path.exists():
         raise ConfigError(f"{args.path}: no such model repository, bundle or serve config")
     limits = Limits()

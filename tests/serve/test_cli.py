@@ -38,6 +38,7 @@ def edge(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         (["--http", "127.0.0.1:0"], "a bearer token is required"),
         (["--no-auth", "--http", "nohost:x"], "port must be a number"),
         (["--no-auth", "--tls-cert", "c.pem"], "--tls-cert and --tls-key go together"),
+        (["--no-auth", "--max-queue", "0"], "--max-queue: must be >= 1, got 0"),
     ],
 )
 def test_flag_errors_are_one_line(tmp_path: Path, bundles: dict[str, Path], args: list[str], message: str) -> None:
