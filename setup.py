@@ -24,7 +24,7 @@ setup(
     package_data={"platforms": ["profiles/*.yaml"], "edge": ["py.typed"], "builders": ["py.typed"]},
     install_requires=[*NUMPY, "PyYAML>=6", "onnxruntime>=1.17", OPENCV, *HTTP_STACK],
     extras_require={
-        "build": ["onnx>=1.16", "onnxslim>=0.1.50", "onnxconverter-common>=1.14"],
+        "build": ["onnx>=1.16", "onnxslim>=0.1.50"],
         "rtx": ["tensorrt-rtx-cu13>=1.7", "cuda-python>=13", "nvidia-ml-py"],
         # cuda-python must match the driver's CUDA: 13.x links the CUDA 13 runtime and fails on JetPack 6's
         # CUDA 12.6 driver. `jetson`: JetPack 6 (12.6.1+ has cuda.bindings); `jetson-cuda13`: JetPack 7 (Thor,

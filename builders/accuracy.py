@@ -39,6 +39,37 @@ from edge.spec import PostprocessSpec, PreprocessSpec
 log = logging.getLogger(__name__)
 
 IOU = 0.5
+CONFIDENCE = 0.95
+Z95 = 1.959964  # two-sided 95 % normal quantile
+BOOTSTRAP_ROUNDS = 2000
+# Fewer measurements than this (reference boxes for box recall, images otherwise) and the score's interval is
+# too wide for a gate of a few per cent to mean much: the report says so and the build log warns.
+MIN_MEASUREMENTS = 30
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (good at small ``trials`` and at 0 % / 100 %)."""
+    if trials <= 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z / denom * float(np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def bootstrap_interval(
+    values: Sequence[float] | np.ndarray, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap 95 % interval of the mean of ``values`` (seeded: the same data, the same interval)."""
+    data = np.asarray(values, np.float64)
+    if data.size < 2:
+        value = float(data.mean()) if data.size else 0.0
+        return value, value
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(rounds, data.size))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return float(low), float(high)
 
 
 def _simulation_session(model: onnx.ModelProto) -> Any:
@@ -203,6 +234,8 @@ def compare_to_reference(
         "boxes": None,
         "top1_agreement": None,
     }
+    images = sum(_batch(sample) for sample in samples)
+    result["images"] = images
     metric, score = "cosine", outputs[worst]["cosine"]
     if decode is not None and task == "detect":
         recall = boxes["matched"] / boxes["reference"] if boxes["reference"] else None
@@ -216,8 +249,30 @@ def compare_to_reference(
         result["top1_agreement"] = round(score, 6)
     if metric == "cosine":
         notes.append(f"lowest cosine: output {worst!r}")
+        lo, hi = bootstrap_interval(stats[worst].cosines)
+        interval: dict[str, Any] = {"method": f"bootstrap over {len(samples)} samples", "n": len(samples)}
+    elif metric == "box_recall":
+        lo, hi = wilson_interval(boxes["matched"], boxes["reference"])
+        interval = {"method": f"Wilson, {boxes['reference']} reference boxes", "n": boxes["reference"]}
+    else:
+        lo, hi = wilson_interval(top1[0], top1[1])
+        interval = {"method": f"Wilson, {top1[1]} images", "n": top1[1]}
+    result["confidence"] = {"level": CONFIDENCE, "low": round(lo, 6), "high": round(hi, 6), **interval}
+    if interval["n"] < MIN_MEASUREMENTS:
+        unit = "reference boxes" if metric == "box_recall" else "images"
+        small = (
+            f"only {interval['n']} {unit} measured: too few for the {metric} to be reliable "
+            f"(95 % interval {lo:.4f}..{hi:.4f}); give --val with more images"
+        )
+        notes.append(small)
+        log.warning("accuracy check: %s", small)
     result.update(metric=metric, score=round(score, 6), drop=round(1.0 - score, 6), notes=notes)
     return result
+
+
+def _batch(sample: Sample) -> int:
+    first = next(iter(sample.values()))
+    return int(first.shape[0]) if first.ndim else 1
 
 
 def gate(result: dict[str, Any], max_drop: float | None) -> None:
@@ -226,9 +281,20 @@ def gate(result: dict[str, Any], max_drop: float | None) -> None:
         return
     result["max_drop"] = max_drop
     result["passed"] = result["drop"] <= max_drop
+    c = result.get("confidence")
+    if c and (c["low"] < 1.0 - max_drop) != (c["high"] < 1.0 - max_drop):
+        note = (
+            f"the {result['metric']}'s 95 % interval {c['low']:.4f}..{c['high']:.4f} straddles the gate's "
+            f"{1.0 - max_drop:.4f}: {'passed' if result['passed'] else 'failed'} on the point estimate, not conclusively"
+        )
+        result.setdefault("notes", []).append(note)
+        log.warning("accuracy gate: %s", note)
     if result["passed"]:
         return
     parts = [f"{result['metric']} {result['score']:.4f} vs the FP32 reference on {result['samples']} samples"]
+    if result.get("confidence"):
+        c = result["confidence"]
+        parts[0] += f" (95 % interval {c['low']:.4f}..{c['high']:.4f})"
     if result.get("boxes"):
         b = result["boxes"]
         parts.append(f"{b['matched']}/{b['reference']} reference boxes found, {b['extra']} extra")

@@ -201,7 +201,7 @@ def library_versions() -> dict[str, str]:
     from importlib import metadata
 
     out: dict[str, str] = {"python": ".".join(str(v) for v in sys.version_info[:3])}
-    for name in ("onnx", "onnxruntime", "onnxslim", "onnxconverter-common", "numpy", "opencv-python-headless"):
+    for name in ("onnx", "onnxruntime", "onnxslim", "numpy", "opencv-python-headless"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

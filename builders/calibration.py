@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from edge.manifest import TensorSpec
 from edge.preprocess import load_image, preprocess
 from edge.spec import PreprocessSpec
 
+HOLDOUT_SHARE = 0.2  # of --calib held out for the accuracy check when no --val is given (int8/fp8)
+HOLDOUT_MAX = 200
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 BINS = 2048
 PERCENTILE = 99.99
@@ -48,19 +51,69 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def load_calibration(
-    path: str | os.PathLike[str], spec: PreprocessSpec, input_spec: TensorSpec, limit: int | None = None
+    path: str | os.PathLike[str],
+    spec: PreprocessSpec,
+    input_spec: TensorSpec,
+    limit: int | None = None,
+    *,
+    subset: Sequence[str] | None = None,
 ) -> list[Sample]:
     """Calibration feeds ``[{input_name: array}, ...]`` from an image folder or a ``.npy`` file.
 
     Images are preprocessed at ``spec.size``, else at ``input_spec``'s fixed height/width (pass a
     TensorSpec whose shape is the profile's ``opt`` shape to calibrate a dynamic model at one size).
     A fixed batch size ``B > 1`` stacks ``B`` images per feed. ``limit`` keeps the first N images (by
-    name) or rows.
+    name) or rows. ``subset`` (from :func:`split_holdout`) keeps only those file names or ``row N`` items.
     """
     p = check_source(path)
     if p.is_dir():
-        return _from_images(p, spec, input_spec, limit)
-    return _from_npy(p, input_spec, limit)
+        return _from_images(p, spec, input_spec, limit, subset)
+    return _from_npy(p, input_spec, limit, subset)
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """``--calib`` split in two: what calibrates and what the accuracy gate grades on (never both)."""
+
+    calibrate: tuple[str, ...]  # file names, or "row N" of a .npy
+    validate: tuple[str, ...]
+
+    def info(self, source: Path) -> dict[str, Any]:
+        return {
+            "source": f"held out from --calib {source.name}",
+            "rule": f"{HOLDOUT_SHARE:.0%} of the items (at most {HOLDOUT_MAX}), those whose file name (or row "
+            "number) has the lowest sha256; they do not calibrate",
+            "count": len(self.validate),
+            "items": list(self.validate),
+        }
+
+
+def _holdout_key(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def split_holdout(path: str | os.PathLike[str], limit: int | None = None, batch: int = 1) -> Holdout:
+    """Hold out a share of ``--calib`` for the accuracy check, deterministically (see :class:`Holdout`).
+
+    The validation share is chosen by hash, so it does not depend on listing order and adding images keeps
+    earlier choices mostly in place; ``limit`` then caps the calibration images (first N by name).
+    """
+    p = check_source(path)
+    if p.is_dir():
+        items = [f.name for f in image_files(p)]
+    else:
+        rows = _npy_rows(p)
+        items = [f"row {i}" for i in range(rows)]
+    count = min(HOLDOUT_MAX, max(batch, round(len(items) * HOLDOUT_SHARE)))
+    if len(items) - count < batch:
+        raise BuildError(
+            f"--calib {p}: {len(items)} item(s) cannot be split into calibration and held-out validation data "
+            f"(the accuracy check must not grade on calibration images); add images or give --val"
+        )
+    held = set(sorted(items, key=_holdout_key)[:count])
+    calibrate = [i for i in items if i not in held]
+    calibrate = calibrate[:limit] if limit else calibrate
+    return Holdout(tuple(calibrate), tuple(i for i in items if i in held))
 
 
 def check_source(path: str | os.PathLike[str]) -> Path:
@@ -81,8 +134,13 @@ def check_source(path: str | os.PathLike[str]) -> Path:
     raise BuildError(f"{p}: calibration data must be a folder of images or a .npy file of preprocessed inputs")
 
 
-def _from_images(folder: Path, spec: PreprocessSpec, input_spec: TensorSpec, limit: int | None) -> list[Sample]:
+def _from_images(
+    folder: Path, spec: PreprocessSpec, input_spec: TensorSpec, limit: int | None, subset: Sequence[str] | None
+) -> list[Sample]:
     files = image_files(folder)
+    if subset is not None:
+        wanted = set(subset)
+        files = [f for f in files if f.name in wanted]
     if not files:
         raise BuildError(
             f"{folder}: no images to calibrate on (looked for {', '.join(IMAGE_EXTENSIONS)}); "
@@ -110,7 +168,15 @@ def _from_images(folder: Path, spec: PreprocessSpec, input_spec: TensorSpec, lim
     return [{input_spec.name: np.concatenate(tensors[i : i + batch])} for i in range(0, usable, batch)]
 
 
-def _from_npy(file: Path, input_spec: TensorSpec, limit: int | None) -> list[Sample]:
+def _npy_rows(file: Path) -> int:
+    try:
+        data = np.load(file, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"{file}: not a readable .npy array ({exc})") from None
+    return int(data.shape[0]) if data.ndim else 1
+
+
+def _from_npy(file: Path, input_spec: TensorSpec, limit: int | None, subset: Sequence[str] | None) -> list[Sample]:
     try:
         data = np.load(file, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -127,6 +193,8 @@ def _from_npy(file: Path, input_spec: TensorSpec, limit: int | None) -> list[Sam
         raise BuildError(f"{file}: array has dtype {data.dtype}; expected numbers ({input_spec.dtype})")
     if len(data) == 0:
         raise BuildError(f"{file}: the array holds no samples")
+    if subset is not None:
+        data = data[[int(item.split()[-1]) for item in subset]]
     data = data[:limit] if limit else data
     data = data.astype(np.dtype(input_spec.dtype), copy=False)
     batch = shape[0] if shape[0] > 0 else 1

@@ -97,14 +97,37 @@ def prepare(options: BuildOptions, precision: str, postprocess: PostprocessSpec)
 
     samples = []
     feed = feed_spec(inputs[0], profiles)
+    holdout = None
     if options.calib is not None:
-        samples = load_calibration(options.calib, preprocess, feed, limit=options.calib_limit)
+        if precision in ("int8", "fp8") and options.val is None:
+            # The gate must not grade the model on the images its scales were fitted to: hold some out.
+            from builders.calibration import split_holdout
+
+            batch = feed.shape[0] if feed.shape and feed.shape[0] > 0 else 1
+            holdout = split_holdout(options.calib, options.calib_limit, batch)
+            samples = load_calibration(options.calib, preprocess, feed, subset=holdout.calibrate)
+        else:
+            samples = load_calibration(options.calib, preprocess, feed, limit=options.calib_limit)
         calibration = calibration_info(options.calib, samples, options.calib_method)
     model = convert(model, precision, samples, method=options.calib_method)
     if options.val is not None or samples:
         from builders.accuracy import compare_to_reference, gate
 
-        val = load_calibration(options.val, preprocess, feed) if options.val is not None else samples
+        if options.val is not None:
+            val = load_calibration(options.val, preprocess, feed)
+            validation: dict[str, Any] = {"source": f"--val {options.val.name}"}
+        elif holdout is not None and options.calib is not None:
+            val = load_calibration(options.calib, preprocess, feed, subset=holdout.validate)
+            validation = holdout.info(options.calib)
+            log.info(
+                "accuracy check on %d image(s) held out from --calib (%d calibrate)",
+                len(holdout.validate),
+                len(holdout.calibrate),
+            )
+        else:  # fp16: the --calib images only fed the range check, nothing was fitted to them
+            val = samples
+            validation = {"source": "the --calib images (fp16: they only fed the range check)"}
         accuracy = compare_to_reference(reference, model, val, postprocess, preprocess)
+        accuracy["validation"] = validation
         gate(accuracy, options.max_drop)
     return Prepared(model, inputs, outputs, profiles, preprocess, simplifier, calibration, accuracy)

@@ -257,10 +257,14 @@ def _size_text(size: int) -> str:
 
 
 def _accuracy_text(acc: dict[str, Any]) -> str:
-    """``box_recall 1.0000 vs FP32 on 6 samples, drop 0.00% (gate 1.00%: passed)``."""
+    """``box_recall 1.0000 [95% 0.9621..1.0000] vs FP32 on 6 held-out samples, drop 0.00% (gate 1.00%: passed)``."""
     try:
-        samples = f"{acc['samples']} sample{'' if acc['samples'] == 1 else 's'}"
-        text = f"{acc['metric']} {float(acc['score']):.4f} vs FP32 on {samples}, drop {float(acc['drop']):.2%}"
+        held = "held out from" in str((acc.get("validation") or {}).get("source", ""))
+        samples = f"{acc['samples']}{' held-out' if held else ''} sample{'' if acc['samples'] == 1 else 's'}"
+        score = f"{acc['metric']} {float(acc['score']):.4f}"
+        if acc.get("confidence"):
+            score += f" [95% {float(acc['confidence']['low']):.4f}..{float(acc['confidence']['high']):.4f}]"
+        text = f"{score} vs FP32 on {samples}, drop {float(acc['drop']):.2%}"
     except (KeyError, TypeError, ValueError):
         return "recorded in manifest.json"
     if acc.get("max_drop") is not None:
@@ -287,10 +291,10 @@ def summarize(bundle: Path, seconds: float) -> str:
 
 
 KIT_PACKAGES = ("edge", "builders", "platforms")
-PIP_NAMES = {"cv2": "opencv-python-headless", "yaml": "pyyaml", "onnxconverter_common": "onnxconverter-common"}
+PIP_NAMES = {"cv2": "opencv-python-headless", "yaml": "pyyaml"}
 # What a Jetson's python3 needs beside JetPack's TensorRT and OpenCV; numpy stays 1.x there because JetPack's
 # OpenCV is built against numpy 1.x and fails to import under numpy 2.
-BUILD_DEPENDENCIES = "onnx onnxruntime onnxslim onnxconverter-common 'numpy<2' pyyaml"
+BUILD_DEPENDENCIES = "onnx onnxruntime onnxslim 'numpy<2' pyyaml"
 
 
 def missing_dependency(exc: ModuleNotFoundError) -> BuildError | None:

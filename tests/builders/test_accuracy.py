@@ -10,7 +10,7 @@ import onnx
 import onnx.helper as oh
 import pytest
 
-from builders.accuracy import compare_to_reference, gate, match_boxes
+from builders.accuracy import bootstrap_interval, compare_to_reference, gate, match_boxes, wilson_interval
 from builders.calibration import Sample, load_calibration
 from builders.onnx_load import describe_io, load_onnx
 from builders.precision import quantize, to_fp16
@@ -161,3 +161,25 @@ def test_non_finite_outputs_count_as_total_disagreement() -> None:
 def test_no_samples_is_an_error(retina: onnx.ModelProto) -> None:
     with pytest.raises(BuildError, match="no samples"):
         compare_to_reference(retina, retina, [])
+
+
+@pytest.mark.parametrize(("k", "n"), [(3, 3), (0, 10), (8, 10), (97, 100), (1, 1)])
+def test_wilson_interval_matches_scipy(k: int, n: int) -> None:
+    from scipy.stats import binomtest
+
+    reference = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert wilson_interval(k, n) == pytest.approx((reference.low, reference.high), abs=1e-6)
+
+
+def test_bootstrap_interval_holds_the_mean_and_narrows_with_more_samples() -> None:
+    rng = np.random.default_rng(1)
+    few, many = rng.normal(0.99, 0.01, 5), rng.normal(0.99, 0.01, 500)
+    lo_few, hi_few = bootstrap_interval(few)
+    lo_many, hi_many = bootstrap_interval(many)
+    assert lo_few <= few.mean() <= hi_few and lo_many <= many.mean() <= hi_many
+    assert hi_many - lo_many < (hi_few - lo_few) / 3  # ~1/sqrt(n)
+    # the normal-theory interval of a mean of 500 draws: the bootstrap agrees within 20 %
+    half = 1.96 * many.std(ddof=1) / np.sqrt(many.size)
+    assert (hi_many - lo_many) / 2 == pytest.approx(half, rel=0.2)
+    assert bootstrap_interval(few) == (lo_few, hi_few)  # seeded
+    assert bootstrap_interval([0.5]) == (0.5, 0.5)

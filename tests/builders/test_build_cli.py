@@ -3,6 +3,7 @@ gate, and every bad input failing with one ``error:`` line, its exit code and no
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import signal
@@ -58,7 +59,10 @@ def test_retinaface_fp16_for_rtx_ampere_and_ada_in_one_plan(
     )  # fmt: skip
     assert rc == 0
     # the gate on the FP16 model: fed at the profile's opt shape, 4 photos per sample (6 photos: 1 sample)
-    assert re.search(r"accuracy   box_recall 1\.0000 vs FP32 on 1 sample, drop 0\.00% \(gate 1\.00%: passed\)", stdout)
+    assert re.search(
+        r"accuracy   box_recall 1\.0000 \[95% 0\.\d{4}\.\.1\.0000\] vs FP32 on 1 sample, drop 0\.00% \(gate 1\.00%: passed\)",
+        stdout,
+    )
     assert stdout.splitlines()[0] == f"bundle: {out}"
     assert re.search(r"engine-rtx-ampere\+rtx-ada\.plan\s+tensorrt-rtx rtx-ampere, rtx-ada sm 8\.6/8\.9", stdout)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.bundle", "labels.txt"]
@@ -107,11 +111,22 @@ def test_retinaface_int8_for_cpu_calibrated_on_photos_passes_the_gate(
         "--size", "640x640", "--max-drop", "0.05", "--name", "faces", *RETINA,
     )  # fmt: skip
     assert rc == 0
-    assert re.search(r"accuracy   box_recall 1\.0000 vs FP32 on 6 samples, drop 0\.00% \(gate 5\.00%: passed\)", stdout)
+    # 6 photos: 1 held out (20 %, by hash of the name) for the gate, 5 calibrate; the report says which
+    assert re.search(
+        r"accuracy   box_recall 1\.0000 \[95% 0\.\d{4}\.\.1\.0000\] vs FP32 on 1 held-out sample, drop 0\.00% "
+        r"\(gate 5\.00%: passed\)",
+        stdout,
+    )
     m = read_manifest(out)
     assert (m.name, m.precision, [a.file for a in m.artifacts]) == ("faces", "int8", ["model.onnx"])
     assert m.calibration is not None
-    assert (m.calibration["method"], m.calibration["images"], m.calibration["source"]) == ("entropy", 6, "photos")
+    assert (m.calibration["method"], m.calibration["images"], m.calibration["source"]) == ("entropy", 5, "photos")
+    assert m.accuracy is not None
+    held = m.accuracy["validation"]
+    assert held["count"] == 1 and held["source"] == "held out from --calib photos"
+    photos = sorted(p.name for p in photos_dir.iterdir())
+    assert held["items"] == [min(photos, key=lambda n: hashlib.sha256(n.encode()).hexdigest())]
+    assert any("too few" in note for note in m.accuracy["notes"])
     assert m.accuracy is not None and m.accuracy["passed"] is True and m.accuracy["max_drop"] == 0.05
     assert m.accuracy["boxes"]["reference"] >= 1
     ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
@@ -219,7 +234,8 @@ ERRORS: list[tuple[str, Setup, int, str]] = [
      r"input 'input' has dynamic axes \(\?x3x\?x\?\) and no shape was given"),
     ("accuracy gate fails", lambda f, t: [f["retina"], "--target", "cpu", "--precision", "int8", "--calib", f["photos"], "--size", "320x320",
      "--color", "bgr", "--scale", "1", "--mean", "104,117,127", "--max-drop", "0.01"], 3,
-     r"accuracy gate: drop \d+\.\d\d% exceeds --max-drop 1\.00% \(cosine 0\.\d+ vs the FP32 reference on 6 samples"),
+     r"accuracy gate: drop \d+\.\d\d% exceeds --max-drop 1\.00% \(cosine 0\.\d+ vs the FP32 reference on 1 samples "
+     r"\(95 % interval 0\.\d+\.\.0\.\d+\)"),
 ]  # fmt: skip
 
 
@@ -513,26 +529,31 @@ def test_build_engine_pack_on_a_python_without_the_builder_dependencies(retinafa
     assert result.stderr.strip() == (
         "error: the builder needs the Python package pyyaml, which is not installed here: pip install "
         "'edge-kit[build]' (on a Jetson, whose python3 has TensorRT and OpenCV: pip3 install onnx onnxruntime "
-        "onnxslim onnxconverter-common 'numpy<2' pyyaml)"
+        "onnxslim 'numpy<2' pyyaml)"
     )
     assert not (tmp_path / "m.bundle").exists()
 
 
 def test_a_dependency_missing_mid_build_is_one_line_and_leaves_nothing(
-    retinaface_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    retinaface_onnx: Path,
+    photos_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # onnxconverter-common (fp16 only, imported when the conversion starts) uninstalled: a None entry in
-    # sys.modules makes its import fail exactly as an absent package does
-    monkeypatch.setitem(sys.modules, "onnxconverter_common", None)
+    # ONNX Runtime's quantization tools (int8 only, imported when the quantization starts, after calibration)
+    # missing: a None entry in sys.modules makes the import fail exactly as an absent package does
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    args = [retinaface_onnx, "-o", out_dir / "m.bundle", "--target", "cpu", "--precision", "fp16", "--size", "320x320"]
+    args = [retinaface_onnx, "-o", out_dir / "m.bundle", "--target", "cpu", "--precision", "int8", "--size", "320x320",
+            "--calib", photos_dir]  # fmt: skip
     rc, stdout, err = run_cli(capsys, *args)
     assert rc == 3 and stdout == ""
     assert error_lines(err) == [
-        "error: the builder needs the Python package onnxconverter-common, which is not installed here: pip install "
+        "error: the builder needs the Python package onnxruntime, which is not installed here: pip install "
         "'edge-kit[build]' (on a Jetson, whose python3 has TensorRT and OpenCV: pip3 install onnx onnxruntime "
-        "onnxslim onnxconverter-common 'numpy<2' pyyaml)"
+        "onnxslim 'numpy<2' pyyaml)"
     ]
     assert list(out_dir.iterdir()) == []
 

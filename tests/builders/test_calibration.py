@@ -13,6 +13,7 @@ from builders.calibration import (
     entropy_bin,
     image_files,
     load_calibration,
+    split_holdout,
 )
 from edge.errors import BuildError
 from edge.manifest import TensorSpec
@@ -131,3 +132,59 @@ def test_methods_clip_outliers_differently() -> None:
 def test_entropy_keeps_the_full_range_of_a_uniform_distribution() -> None:
     hist = np.full(2048, 100, dtype=np.int64)
     assert entropy_bin(hist) >= 2040
+
+
+def _folder_of(photos_dir: Path, tmp_path: Path, count: int) -> Path:
+    """``count`` copies of the test photos under distinct names."""
+    import shutil
+
+    folder = tmp_path / f"calib{count}"
+    folder.mkdir()
+    photos = image_files(photos_dir)
+    for i in range(count):
+        src = photos[i % len(photos)]
+        shutil.copy(src, folder / f"img{i:03d}{src.suffix}")
+    return folder
+
+
+def test_holdout_is_a_fifth_chosen_by_name_hash_and_never_calibrates(photos_dir: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    folder = _folder_of(photos_dir, tmp_path, 12)
+    names = sorted(p.name for p in folder.iterdir())
+    split = split_holdout(folder)
+    # the documented rule, recomputed here: round(12 * 20 %) = 2 names with the lowest sha256
+    expected = sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())[:2]
+    assert sorted(split.validate) == sorted(expected)
+    assert set(split.calibrate) == set(names) - set(expected) and len(split.calibrate) == 10
+    assert split_holdout(folder) == split  # deterministic
+    assert split.info(folder)["count"] == 2 and split.info(folder)["items"] == list(split.validate)
+    # the limit caps the calibration images only; the held-out ones stay held out
+    limited = split_holdout(folder, limit=3)
+    assert limited.validate == split.validate and limited.calibrate == split.calibrate[:3]
+    val = load_calibration(folder, SPEC, INPUT, subset=split.validate)
+    assert len(val) == 2
+    direct, _ = preprocess(load_image(folder / split.validate[0]), SPEC, INPUT.shape)
+    np.testing.assert_array_equal(val[0]["input"], direct)
+
+
+def test_holdout_of_npy_rows(tmp_path: Path) -> None:
+    data = np.arange(10 * 3 * 2 * 2, dtype=np.float32).reshape(10, 3, 2, 2)
+    path = tmp_path / "calib.npy"
+    np.save(path, data)
+    split = split_holdout(path)
+    assert len(split.validate) == 2 and len(split.calibrate) == 8
+    spec = TensorSpec("input", "float32", (1, 3, 2, 2))
+    rows = [int(item.split()[-1]) for item in split.validate]
+    got = load_calibration(path, SPEC, spec, subset=split.validate)
+    np.testing.assert_array_equal(np.concatenate([s["input"] for s in got]), data[rows])
+
+
+def test_holdout_refuses_a_folder_too_small_to_split(photos_dir: Path, tmp_path: Path) -> None:
+    one = _folder_of(photos_dir, tmp_path, 1)
+    with pytest.raises(BuildError, match=r"1 item\(s\) cannot be split into calibration and held-out validation"):
+        split_holdout(one)
+    three = _folder_of(photos_dir, tmp_path, 3)
+    with pytest.raises(BuildError, match="cannot be split"):
+        split_holdout(three, batch=2)  # 2 held out for one batch of 2 leaves 1 image: not a batch
+    assert len(split_holdout(three).validate) == 1
