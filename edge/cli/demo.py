@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     faces, tracks = _count_faces(events)
     print(f"faces: {faces} detections in {stats.frames} frames at {stats.fps:.1f} fps (CPU, ONNX Runtime)")
     ids = ", ".join(f"#{t}" for t in sorted(tracks)) or "none"
-    print(f"tracks: {len(tracks)} face track(s) ({ids}); line {MIDDLE[0]} at x=320: in = left to right, out = back")
+    print(f"track ids: {ids} ({len(tracks)} faces); line {MIDDLE[0]} at x=320: in = left to right, out = right to left")
     print(f"events: {events}  (one JSON line per frame: frame_id, timestamps, detections with track_id, events)")
     print(f"video:  {video}  (annotated: face boxes, scores, landmarks, track ids, the line and its counts, fps)")
     print(

@@ -39,7 +39,7 @@ def test_demo_builds_once_runs_and_prints_where_outputs_are(tmp_path: Path, caps
     crossings = [(x["direction"], x["track_id"]) for e in events for x in e["events"]]
     top = {d["track_id"] for e in events[1:] for d in e["detections"] if d["box"][1] < 200}
     assert len(crossings) == 2 and ("in", top.pop()) in crossings
-    assert "line middle: in 1  out 1" in first and "tracks: 2 face track(s) (#1, #2)" in first
+    assert "line middle: in 1  out 1" in first and "track ids: #1, #2 (2 faces)" in first
     cap = cv2.VideoCapture(str(out / "demo.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(30)
     cap.release()
