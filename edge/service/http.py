@@ -37,6 +37,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from edge.errors import EdgeError, ServiceError
 from edge.observer import FrameResult, PipelineControl, PipelineStats
+from edge.service.aio import LoopThread, bind_socket
 from edge.service.api import MAX_STREAMS, Api
 from edge.service.config import HttpConfig
 from edge.service.metrics import CONTENT_TYPE, Metrics, MetricsSource, Telemetry
@@ -96,47 +97,12 @@ def json_response(code: int, body: Any, headers: dict[str, str] | None = None) -
 
 def listen_socket(host: str, port: int, where: str) -> socket.socket:
     """A bound, listening TCP socket (IPv6 when the host has a colon); a ServiceError when the port is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.setblocking(False)
+        return bind_socket(host, port)
     except OSError as exc:
-        sock.close()
         raise ServiceError(
             f"{where}: cannot listen ({exc.strerror or exc}); pick a free port or stop the process that holds it"
         ) from None
-    return sock
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop where it is installed (the ``serve`` extra on Linux), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-class LoopThread:
-    """An asyncio loop on its own daemon thread, for a server inside a synchronous program."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self._thread.start()
-
-    def call(self, coro: Awaitable[Any], timeout: float | None = None) -> Any:
-        """Run ``coro`` on the loop and wait for its result (its exception is raised here)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self.loop.close()
 
 
 class _Routes:

@@ -7,11 +7,11 @@ slows the pipeline (each client is sent the newest frame when it is ready for on
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import socket
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,71 +26,67 @@ BOUNDARY = "edgeframe"
 PAGE = b"""<!doctype html><html><head><title>edge preview</title></head>
 <body style="margin:0;background:#111"><img src="/stream.mjpg" style="max-width:100%;display:block;margin:auto"></body></html>
 """
+VIEWER_THREADS = 32  # a viewer holds a thread only while it waits for the next frame (at most 1 s at a time)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    sink: MjpegSink
+def _app(sink: MjpegSink, pool: ThreadPoolExecutor) -> Any:
+    """The aiohttp application of one sink (aiohttp is imported here: ``import edge.sinks`` stays light)."""
+    from aiohttp import web
 
+    def plain(status: int, ctype: str, body: bytes) -> web.Response:
+        return web.Response(status=status, body=body, headers={"Content-Type": ctype, "Cache-Control": "no-store"})
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+    async def page(request: web.Request) -> web.StreamResponse:
+        return plain(200, "text/html; charset=utf-8", PAGE)
 
+    async def snapshot(request: web.Request) -> web.StreamResponse:
+        jpeg = await asyncio.get_running_loop().run_in_executor(pool, sink.snapshot)
+        if jpeg is None:
+            return plain(503, "text/plain", b"no frame yet\n")
+        return plain(200, "image/jpeg", jpeg)
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("mjpeg %s: " + format, self.client_address[0], *args)
-
-    def do_GET(self) -> None:
-        sink = self.server.sink
-        path = self.path.split("?", 1)[0]
-        if path in ("/", "/index.html"):
-            self._send(HTTPStatus.OK, "text/html; charset=utf-8", PAGE)
-        elif path == "/snapshot.jpg":
-            jpeg = sink.snapshot()
-            if jpeg is None:
-                self._send(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain", b"no frame yet\n")
-            else:
-                self._send(HTTPStatus.OK, "image/jpeg", jpeg)
-        elif path in ("/stream", "/stream.mjpg"):
-            self._stream(sink)
-        else:
-            self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found; try / or /stream.mjpg\n")
-
-    def _send(self, status: HTTPStatus, ctype: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _stream(self, sink: MjpegSink) -> None:
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.end_headers()
+    async def stream(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            headers={"Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}", "Cache-Control": "no-store"}
+        )
+        resp.force_close()
+        await resp.prepare(request)
+        loop = asyncio.get_running_loop()
         seen = -1
         sink.add_client()
         try:
             while True:
-                item = sink.wait_jpeg(seen, timeout=1.0)
+                item = await loop.run_in_executor(pool, sink.wait_jpeg, seen, 1.0)
                 if item is None:
                     if sink.closed:
-                        return
+                        break
                     continue
                 seen, jpeg = item
                 head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
-                self.wfile.write(head + jpeg + b"\r\n")
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            return
+                await resp.write(head + jpeg + b"\r\n")
+        except ConnectionError:  # the viewer went away
+            pass
         finally:
             sink.remove_client()
+        return resp
+
+    async def not_found(request: web.Request) -> web.StreamResponse:
+        return plain(404, "text/plain", b"not found; try / or /stream.mjpg\n")
+
+    @web.middleware
+    async def logged(request: web.Request, handler: Any) -> web.StreamResponse:
+        resp: web.StreamResponse = await handler(request)
+        log.debug("mjpeg %s: GET %s %s", request.remote, request.path, resp.status)
+        return resp
+
+    app = web.Application(middlewares=[logged])
+    for path in ("/", "/index.html"):
+        app.router.add_get(path, page)
+    app.router.add_get("/snapshot.jpg", snapshot)
+    for path in ("/stream", "/stream.mjpg"):
+        app.router.add_get(path, stream)
+    app.router.add_get("/{tail:.*}", not_found)
+    return app
 
 
 class MjpegSink:
@@ -102,7 +98,9 @@ class MjpegSink:
         self.port = port
         self.quality = quality
         self.closed = False
-        self._server: _Server | None = None
+        self._loop: Any = None  # edge.service.aio.LoopThread while open
+        self._runner: Any = None
+        self._pool: ThreadPoolExecutor | None = None
         self._cond = threading.Condition()
         self._clients = 0
         self._jpeg: bytes | None = None
@@ -112,18 +110,41 @@ class MjpegSink:
         self._fps = 0.0
 
     def open(self) -> None:
+        from edge.service.aio import LoopThread, bind_socket
+
         try:
-            server_class = _Server6 if ":" in self.host else _Server
-            server = server_class((self.host, self.port), _Handler)
+            sock = bind_socket(self.host, self.port)
         except OSError as exc:
             raise SourceError(
                 f"could not open sink {self.uri}: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
             ) from None
-        server.sink = self
-        self._server = server
-        self.port = server.server_address[1]
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="mjpeg", daemon=True).start()
+        self.port = int(sock.getsockname()[1])
+        self._pool = ThreadPoolExecutor(VIEWER_THREADS, thread_name_prefix="mjpeg")
+        self._loop = LoopThread("mjpeg")
+        try:
+            self._runner = self._loop.call(self._serve(sock), timeout=30)
+        except BaseException:
+            sock.close()
+            self._stop()
+            raise
         log.info("mjpeg preview: %s", self.describe())
+
+    async def _serve(self, sock: Any) -> Any:
+        from aiohttp import web
+
+        assert self._pool is not None
+        runner = web.AppRunner(_app(self, self._pool), access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        return runner
+
+    def _stop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     def _encode(self, frame: FrameResult, fps: float) -> bytes:
         image: np.ndarray = annotate(frame, fps)
@@ -178,10 +199,13 @@ class MjpegSink:
         with self._cond:
             self.closed = True
             self._cond.notify_all()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        runner, self._runner = self._runner, None
+        if runner is not None and self._loop is not None:
+            try:
+                self._loop.call(runner.cleanup(), timeout=10)  # stops listening, ends the streams
+            except Exception:
+                log.debug("mjpeg preview shutdown", exc_info=True)
+        self._stop()
 
     def describe(self) -> str:
         host = "localhost" if self.host in ("", "0.0.0.0", "::") else self.host
