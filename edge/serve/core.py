@@ -113,15 +113,6 @@ class DataPlane:
             return  # no such model: Triton counts nothing either
         self.metrics.on_request(served.name, served.version, ok, (time.perf_counter() - start) * 1e6, reason.upper())
 
-    def check_elements(self, shape: tuple[int, ...], where: str) -> None:
-        n = 1
-        for d in shape:
-            n *= d
-        if n > self.limits.max_tensor_elements:
-            raise RequestError(
-                "too_large", f"{where}: {n} elements is over the limit of {self.limits.max_tensor_elements}"
-            )
-
     # ---- shutdown ------------------------------------------------------------------------------------
     async def drain(self, timeout_s: float) -> bool:
         """Refuse new inferences and wait for the accepted ones; False when ``timeout_s`` ran out first."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -85,12 +85,6 @@ class ServeOptions:
 
     def listens(self) -> list[tuple[str, int]]:
         return [x for x in (self.http, self.grpc) if x is not None]
-
-    def with_ports(self, http_port: int | None, grpc_port: int | None) -> ServeOptions:
-        """A copy with the bound ports (port 0 asks the system for a free one)."""
-        http = (self.http[0], http_port) if self.http is not None and http_port is not None else self.http
-        grpc = (self.grpc[0], grpc_port) if self.grpc is not None and grpc_port is not None else self.grpc
-        return replace(self, http=http, grpc=grpc)
 
 
 def parse_listen_opt(value: str | None, where: str) -> tuple[str, int] | None:

@@ -307,6 +307,3 @@ class Repository:
                 await old.retire()
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
-
-    def paths(self) -> list[str]:
-        return [os.fspath(e.disk.path) for e in self.entries.values() if e.disk is not None]

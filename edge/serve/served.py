@@ -45,7 +45,6 @@ class Tensor:
     datatype: str
     shape: tuple[int, ...]
     data: np.ndarray
-    binary: bool | None = None  # response only: send as binary data (HTTP), None: the request's default
 
 
 @dataclass
