@@ -127,38 +127,27 @@ def test_tls_on_both_protocols(tmp_path: Path, bundles: dict[str, Path], token_p
 
 
 def test_sigterm_under_load_answers_every_accepted_request(tmp_path: Path, bundles: dict[str, Path]) -> None:
+    """4 HTTP clients (a connection per request) and 4 gRPC clients keep requests outstanding; SIGTERM after 40
+    answers. Every request the server took is answered and its answer arrives; the others find the listener
+    closed (refused, reset in the backlog, gRPC UNAVAILABLE from the transport)."""
+    import tritonclient.grpc.aio as tga
+    from tritonclient.utils import InferenceServerException
+
     repo = make_repo(tmp_path / "repo", bundles, {"classifier": "max_queue_delay_us: 1000\n"})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge",
-            "serve",
-            str(repo),
-            "--no-auth",
-            "--http",
-            "127.0.0.1:0",
-            "--grpc",
-            "off",
-            "--poll",
-            "0",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    )
+    cmd = [sys.executable, "-m", "edge", "serve", str(repo), "--no-auth", "--poll", "0",
+           "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     assert proc.stderr is not None
-    port = None
+    ports = None
     log: list[str] = []
     for line in proc.stderr:
         log.append(line)
-        m = re.search(r"serving .* on http 127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
+        ports = re.search(r"serving .* on http 127\.0\.0\.1:(\d+), grpc 127\.0\.0\.1:(\d+)", line)
+        if ports:
             break
-    assert port, "".join(log)
+    assert ports, "".join(log)
+    http_url, grpc_url = f"127.0.0.1:{ports.group(1)}", f"127.0.0.1:{ports.group(2)}"
     rest: list[str] = []
     reader = threading.Thread(target=lambda: rest.extend(proc.stderr or []), daemon=True)
     reader.start()
@@ -167,32 +156,50 @@ def test_sigterm_under_load_answers_every_accepted_request(tmp_path: Path, bundl
         + str(X.reshape(-1).tolist())
         + "}]}"
     )
-    answers: dict[int, int] = {}
-    refused = 0
-    sent_term = asyncio.Event()
+    answers: dict[str, int] = {}
+    closed = 0
+
+    def answered(kind: str) -> None:
+        answers[kind] = answers.get(kind, 0) + 1
+        if sum(answers.values()) == 40:
+            proc.send_signal(signal.SIGTERM)
 
     async def load() -> None:
-        nonlocal refused
+        nonlocal closed
         connector = aiohttp.TCPConnector(force_close=True)  # a request per connection: no idle keep-alive races
+        grpc_client = tga.InferenceServerClient(grpc_url)
         async with aiohttp.ClientSession(connector=connector) as session:
 
-            async def worker() -> None:
-                nonlocal refused
+            async def http_worker() -> None:
+                nonlocal closed
                 while True:
                     try:
-                        async with session.post(f"http://127.0.0.1:{port}/v2/models/classifier/infer", data=body) as r:
+                        async with session.post(f"http://{http_url}/v2/models/classifier/infer", data=body) as r:
                             await r.read()
-                            answers[r.status] = answers.get(r.status, 0) + 1
+                            answered(f"http {r.status}")
                     except (aiohttp.ClientConnectorError, aiohttp.ClientOSError):
                         # refused, or reset while still in the listen backlog when the listener closed: the server
                         # never took it (the equality below proves no taken request lost its answer)
-                        refused += 1
+                        closed += 1
                         return
-                    if sum(answers.values()) >= 40 and not sent_term.is_set():
-                        sent_term.set()
-                        proc.send_signal(signal.SIGTERM)
 
-            await asyncio.gather(*(worker() for _ in range(8)))
+            async def grpc_worker() -> None:
+                nonlocal closed
+                inp = tga.InferInput("input", list(X.shape), "FP32")
+                inp.set_data_from_numpy(X)
+                while True:
+                    try:
+                        await grpc_client.infer("classifier", [inp])
+                        answered("grpc OK")
+                    except InferenceServerException as exc:
+                        if "shutting down" in (exc.message() or ""):
+                            answered("grpc shutting down")  # the server's own answer while draining
+                            continue
+                        closed += 1  # the transport refused the RPC: not taken
+                        return
+
+            await asyncio.gather(*(http_worker() for _ in range(4)), *(grpc_worker() for _ in range(4)))
+        await grpc_client.close()
 
     asyncio.run(load())
     assert proc.wait(60) == 0
@@ -200,7 +207,7 @@ def test_sigterm_under_load_answers_every_accepted_request(tmp_path: Path, bundl
     text = "".join(rest)
     m = re.search(r"stopped: (\d+) inference request\(s\) answered", text)
     assert m, text
-    assert set(answers) <= {200, 503}, answers
+    assert set(answers) <= {"http 200", "http 503", "grpc OK", "grpc shutting down"}, answers
     # every request the server took was answered, and the client got every one of those answers
     assert sum(answers.values()) == int(m.group(1)), (answers, text)
-    assert answers.get(200, 0) >= 40 and refused == 8  # every worker ended at a closed listener
+    assert answers.get("http 200", 0) + answers.get("grpc OK", 0) >= 40 and closed == 8
