@@ -105,6 +105,8 @@ class RunConfig:
 
             mqtt = MqttConfig.from_dict(r.raw("mqtt", {}), path="mqtt", base_dir=base_dir)
         r.finish()
+        if analytics is None:
+            _check_mqtt_publish(sinks)
         return cls(
             model, sources, sinks, pipeline, power, http, service, tracker=tracker, analytics=analytics, mqtt=mqtt
         )
@@ -186,6 +188,19 @@ def _events(r: Reader) -> tuple[Any, Any]:
             )
         tracker = TrackerConfig()
     return tracker, analytics
+
+
+def _check_mqtt_publish(sinks: list[str]) -> None:
+    """An mqtt:// sink that publishes frames with events needs analytics, or it would never send anything."""
+    for i, uri in enumerate(sinks):
+        if uri.strip().lower().startswith(("mqtt://", "mqtts://")):
+            from edge.sinks.mqtt import parse_mqtt_uri
+
+            if parse_mqtt_uri(uri)[4].get("publish", "events") == "events":
+                raise ConfigError(
+                    f"sinks[{i}]: {uri} publishes frames with analytics events, but the config has no analytics "
+                    "section: add lines or zones (docs/events.md), or use ?publish=detections"
+                )
 
 
 def _sinks(r: Reader) -> list[str]:

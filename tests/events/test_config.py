@@ -51,6 +51,7 @@ def test_analytics_without_a_tracker_tracks_with_bytetrack_and_none_means_off() 
         ({"analytics": {"lines": [DOOR], "anchor": "feet"}}, "analytics.anchor: 'feet' is not one of"),
         ({"mqtt": {"queue_max": 0}}, "mqtt.queue_max: must be >= 1"),
         ({"sinks": ["mqtt://u:secret@broker/t"]}, "sinks[0]: mqtt://***@broker/t: credentials do not belong"),
+        ({"sinks": ["jsonl://-", "mqtt://broker/t"]}, "sinks[1]: mqtt://broker/t publishes frames with analytics"),
     ],
 )
 def test_bad_sections_are_one_error_naming_the_key(extra: dict[str, Any], message: str) -> None:
@@ -58,3 +59,8 @@ def test_bad_sections_are_one_error_naming_the_key(extra: dict[str, Any], messag
         RunConfig.from_dict({**BASE, **extra})
     assert message in str(err.value)
     assert "secret" not in str(err.value)
+
+
+def test_mqtt_detections_need_no_analytics() -> None:
+    cfg = RunConfig.from_dict({**BASE, "sinks": ["mqtt://broker/t?publish=detections"], "tracker": "iou"})
+    assert cfg.sinks == ["mqtt://broker/t?publish=detections"] and cfg.analytics is None

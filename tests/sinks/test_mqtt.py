@@ -157,6 +157,20 @@ def test_credentials_from_the_config(tmp_path: Path, caplog: pytest.LogCaptureFi
         finally:
             sink.close()
             sub.close()
+        token = tmp_path / "token"
+        token.write_text("s3cret")  # a token file: sent as the password, read when the sink opens
+        with_token = MqttSink(
+            f"mqtt://127.0.0.1:{broker.port}/{TOPIC}",
+            MqttConfig.from_dict({"username": "edge", "token_file": "token", "queue_dir": "q3"}, base_dir=tmp_path),
+        )
+        sub = Subscriber(broker.port, TOPIC, username="edge", password="s3cret", client_id="second")
+        with_token.open()
+        try:
+            with_token.write(frame(3))
+            sub.wait_for_ids({3})
+        finally:
+            with_token.close()
+            sub.close()
         wrong = MqttSink(
             f"mqtt://127.0.0.1:{broker.port}/{TOPIC}",
             MqttConfig(username="edge", password="nope", queue_dir=tmp_path / "q2", flush_timeout=0.1),
