@@ -322,7 +322,7 @@ class ServedModel:
                     "invalid", f"model {self.name}: {IMAGE_INPUT}[{i}] is not a readable image; send JPEG or PNG bytes"
                 )
             bgr = to_bgr(image, f"{IMAGE_INPUT}[{i}]")
-            h, w = network_size(pre, spec.shape, bgr.shape[:2])
+            h, w = network_size(pre, spec.shape, bgr.shape[:2], spec.profile)  # sized into the profile
             shape = list(spec.shape)
             hw_axes = (2, 3) if pre.layout == "nchw" else (1, 2)
             shape[hw_axes[0]], shape[hw_axes[1]] = h, w
