@@ -198,3 +198,16 @@ def test_an_artifact_that_drifts_from_fp32_is_a_mismatch(tmp_path: Path, capsys:
     out = capsys.readouterr().out
     assert "model.onnx on onnxruntime-cpu: mismatch" in out and "MISMATCH" in out
     assert out.rstrip().endswith("result: MISMATCH: an artifact disagrees with FP32 ONNX Runtime CPU or failed")
+
+
+def test_plans_get_a_tf32_allowance_at_fp32() -> None:
+    """TensorRT plans run FP32 layers on TF32 by default (Ampere+): fp32 plans are judged at 2 % of each output's
+    range, the ONNX on ONNX Runtime at 0.1 %; the reduced precisions keep theirs; --atol/--rtol override all."""
+    from edge.cli.doctor import tolerance
+
+    assert tolerance("fp32", "onnxruntime", None, None) == (1e-4, 1e-3)
+    assert tolerance("fp32", "tensorrt-rtx", None, None) == (1e-3, 2e-2)
+    assert tolerance("fp32", "tensorrt", None, None) == (1e-3, 2e-2)
+    assert tolerance("fp16", "tensorrt-rtx", None, None) == tolerance("fp16", "onnxruntime", None, None)
+    assert tolerance("fp32", "tensorrt", 0.5, None) == (0.5, 2e-2)
+    assert tolerance("int8", "onnxruntime", None, 0.3) == (1e-2, 0.3)
