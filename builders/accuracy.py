@@ -177,6 +177,7 @@ def compare_to_reference(
     preprocess: PreprocessSpec | None = None,
     *,
     label: str = "accuracy check",
+    as_tensorrt: bool = True,
 ) -> dict[str, Any]:
     """Compare ``candidate`` with the FP32 ``reference`` on ``samples``; a JSON-able dict (see module doc)."""
     if not samples:
@@ -193,7 +194,7 @@ def compare_to_reference(
             notes.append(f"{task} metrics skipped: edge.decoders is not importable ({exc})")
     try:
         ref_session = ort_session(reference)
-        cand_session = _simulation_session(candidate)
+        cand_session = _simulation_session(candidate) if as_tensorrt else ort_session(candidate)
     except Exception as exc:  # ORT raises its own untyped exception family
         raise BuildError(f"accuracy check: ONNX Runtime cannot load a model: {ort_error_summary(str(exc))}") from None
     names = [o.name for o in ref_session.get_outputs()]
@@ -228,7 +229,9 @@ def compare_to_reference(
     worst = min(outputs, key=lambda n: outputs[n]["cosine"])
     result: dict[str, Any] = {
         "reference": "fp32 model, ONNX Runtime CPU",
-        "candidate": "converted model, ONNX Runtime CPU with graph optimizations off (Q/DQ as TensorRT computes)",
+        "candidate": "converted model, ONNX Runtime CPU with graph optimizations off (Q/DQ as TensorRT computes)"
+        if as_tensorrt
+        else "converted model, ONNX Runtime CPU (as the bundle runs it)",
         "samples": len(samples),
         "outputs": outputs,
         "boxes": None,

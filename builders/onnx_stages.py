@@ -127,7 +127,9 @@ def prepare(options: BuildOptions, precision: str, postprocess: PostprocessSpec)
         else:  # fp16: the --calib images only fed the range check, nothing was fitted to them
             val = samples
             validation = {"source": "the --calib images (fp16: they only fed the range check)"}
-        accuracy = compare_to_reference(reference, model, val, postprocess, preprocess)
+        accuracy = compare_to_reference(
+            reference, model, val, postprocess, preprocess, as_tensorrt=precision != "int8-dynamic"
+        )
         accuracy["validation"] = validation
         gate(accuracy, options.max_drop)
     return Prepared(model, inputs, outputs, profiles, preprocess, simplifier, calibration, accuracy)

@@ -107,6 +107,11 @@ class BuildOptions:
                 f"--precision {self.precision} needs --calib DIR (a folder of representative images, a few "
                 "hundred is typical) or --calib FILE.npy (preprocessed input tensors)"
             )
+        if self.calib is not None and self.precision == DYNAMIC_INT8:
+            raise ConfigError(
+                "--calib: --precision int8-dynamic calibrates nothing (weights are quantized ahead, activations at "
+                "run time); give --val DIR for the accuracy check"
+            )
         if self.calib is not None and self.precision == "fp32":
             raise ConfigError("--calib is used by --precision fp16 (range check), int8 and fp8, not fp32")
         if self.max_drop is not None and not 0.0 <= self.max_drop <= 1.0:
@@ -114,7 +119,10 @@ class BuildOptions:
         if (self.val is not None or self.max_drop is not None) and self.precision == "fp32":
             raise ConfigError("--val and --max-drop check a reduced precision against FP32: not with --precision fp32")
         if self.max_drop is not None and self.val is None and self.calib is None:
-            raise ConfigError("--max-drop needs images to measure on: give --val DIR (or --calib DIR)")
+            raise ConfigError(
+                "--max-drop needs images to measure on: give --val DIR"
+                + ("" if self.precision == DYNAMIC_INT8 else " (or --calib DIR)")
+            )
         _positive("--workspace", self.workspace_mib)
         _positive("--calib-limit", self.calib_limit)
         if self.dla is not None and self.dla < 0:
@@ -171,8 +179,24 @@ def _check_spec_options(o: BuildOptions) -> None:
         raise ConfigError(f"--agnostic-nms: {why}")
 
 
+DYNAMIC_INT8 = "int8-dynamic"
+
+
+def target_supports(target: Platform, precision: str) -> bool:
+    """``int8-dynamic`` is ONNX Runtime's alone: any target without TensorRT; else the target's precisions."""
+    if precision == DYNAMIC_INT8:
+        return target.trt_flavour is None
+    return target.supports(precision)
+
+
 def precision_error(precision: str, target: Platform) -> ConfigError:
     """The error for a precision ``target``'s hardware lacks: the target's name and the precisions it has."""
+    if precision == DYNAMIC_INT8:
+        return ConfigError(
+            f"--precision int8-dynamic: target {target.id} needs a TensorRT plan, and ONNX Runtime's dynamic "
+            "quantization (DynamicQuantizeLinear + MatMulInteger) cannot be one; build it for --target cpu only, "
+            "or use --precision int8 --calib DIR for TensorRT"
+        )
     return ConfigError(
         f"--precision {precision}: target {target.id} ({target.name}) does not support it; its precisions are "
         f"{', '.join(target.precisions)}"
@@ -187,7 +211,7 @@ def _check_precision_on_named_targets(precision: str | None, targets: tuple[str,
     for target_id in targets:
         if target_id.strip().lower() != "auto":
             target = platforms.get_target(target_id)
-            if not target.supports(precision):
+            if not target_supports(target, precision):
                 raise precision_error(precision, target)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import platforms
 from builders.engine_rtx import CC_MEMBERS, rtx_version
 from builders.engine_trt import classic_version
-from builders.options import BuildOptions, precision_error
+from builders.options import BuildOptions, precision_error, target_supports
 from edge.errors import BuildError, ConfigError
 from platforms import Platform
 
@@ -51,7 +51,7 @@ def choose_precision(requested: str | None, targets: list[Platform]) -> str:
         gpu_only = all(t.family != "cpu" for t in targets)
         requested = "fp16" if gpu_only and all(t.supports("fp16") for t in targets) else "fp32"
     for t in targets:
-        if not t.supports(requested):
+        if not target_supports(t, requested):
             raise precision_error(requested, t)
     return requested
 

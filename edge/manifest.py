@@ -35,7 +35,7 @@ from edge.spec import PostprocessSpec, PreprocessSpec
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 BACKENDS = ("onnxruntime", "tensorrt", "tensorrt-rtx")
-PRECISIONS = ("fp32", "fp16", "int8", "fp8")
+PRECISIONS = ("fp32", "fp16", "int8", "fp8", "int8-dynamic")
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser, prog: str = "edge build") -> 
     a(
         "--precision",
         choices=PRECISIONS,
-        help="default: fp16 for GPU targets, fp32 when a cpu target is included",
+        help="default: fp16 for GPU targets, fp32 when a cpu target is included; int8-dynamic: ONNX Runtime only",
     )
     group = parser.add_argument_group("shapes (trtexec spelling: NAME:1x3x640x640[,NAME2:...])")
     g_add("--shapes", metavar="SHAPES", help="fix inputs at these shapes (the model becomes static there)")
