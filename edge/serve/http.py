@@ -135,10 +135,9 @@ class Routes:
             body, header_text, request.match_info["name"], request.match_info.get("version", ""), self.plane
         )
         resp = await self.plane.infer(req)
-        out = encode_infer(resp, binary_out)
-        if any(enc in request.headers.get("Accept-Encoding", "") for enc in ("gzip", "deflate")):
-            out.enable_compression()  # tritonclient's response_compression_algorithm
-        return out
+        # Responses are never compressed: aiohttp clients send Accept-Encoding: gzip by default, and deflating
+        # tensors costs more CPU than loopback or a LAN saves (tritonclient reads uncompressed answers too).
+        return encode_infer(resp, binary_out)
 
     async def predict(self, request: web.Request) -> web.Response:
         body = await self._body(request)
