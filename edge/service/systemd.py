@@ -267,6 +267,13 @@ def _network(sources: Sequence[str], sinks: Sequence[str], http: HttpConfig | No
         return "full"
     listens = [(http.host if http is not None else None)]
     for uri in sinks:
+        if _scheme(uri) in ("mqtt", "mqtts"):  # a client: loopback when the broker is on this machine
+            from edge.sinks.mqtt import parse_mqtt_uri
+
+            try:
+                listens.append(parse_mqtt_uri(uri)[1])
+            except ConfigError:
+                listens.append("0.0.0.0")
         if _scheme(uri) == "mjpeg":
             target = uri.split("://", 1)[1].split("?", 1)[0]
             try:

@@ -251,3 +251,27 @@ def test_default_ports_and_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="give cert_file and key_file together"):
         (tmp_path / "c.pem").write_text("x")
         MqttConfig.from_dict({"cert_file": "c.pem"}, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("broker_host", "has", "lacks"),
+    [
+        ("broker.example", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "PrivateNetwork"),
+        ("127.0.0.1", "IPAddressAllow=localhost", "PrivateNetwork"),
+    ],
+)
+def test_a_service_unit_lets_the_sink_reach_its_broker(tmp_path: Path, broker_host: str, has: str, lacks: str) -> None:
+    """``edge service install`` sandboxes the network by what the config needs: an MQTT sink is a client."""
+    from edge.config import RunConfig
+    from edge.service.systemd import plan_unit
+    from edge.service.unit import render_unit
+
+    cfg_path = tmp_path / "door.yaml"
+    cfg_path.write_text("")
+    data = {
+        "model": str(tmp_path),
+        "source": "test://",
+        "sinks": [f"mqtt://{broker_host}/site/door?publish=detections"],
+    }
+    unit = render_unit(plan_unit(RunConfig.from_dict(data), cfg_path, "door", version=252).spec)
+    assert has in unit and lacks not in unit
