@@ -160,7 +160,8 @@ class MqttSink:
         self.publish = options.get("publish", "events")
         self.config = config or MqttConfig()
         self.queue: Any = None  # DiskQueue once open
-        self.sent = 0
+        self.sent = 0  # acknowledged by the broker (this run)
+        self.dropped = 0  # dropped because the queue was full (this run)
         self.connected = False
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
@@ -207,6 +208,7 @@ class MqttSink:
         body = json.dumps(event_json(frame), separators=(",", ":")).encode("utf-8")
         dropped = self.queue.put(body)
         if dropped:
+            self.dropped += dropped
             self._warn_drops()
 
     def close(self) -> None:
@@ -223,8 +225,8 @@ class MqttSink:
                     left,
                     self.queue.path,
                 )
-            if self.queue.dropped:
-                log.warning("mqtt %s: %d message(s) dropped in all (queue full)", self.describe(), self.queue.dropped)
+            if self.dropped:
+                log.warning("mqtt %s: %d message(s) dropped in all (queue full)", self.describe(), self.dropped)
             self.queue.close()
             self.queue = None
 
@@ -232,10 +234,6 @@ class MqttSink:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}/{self.topic}"
 
     # ---- counters --------------------------------------------------------------------------------------
-    @property
-    def dropped(self) -> int:
-        return self.queue.dropped if self.queue is not None else 0
-
     def register_metrics(self, registry: Any) -> None:
         registry.register(_Collector(self))
 
@@ -276,7 +274,11 @@ class MqttSink:
     def _run(self) -> None:
         backoff = BACKOFF_MIN_S
         while not self._closing.is_set():
-            problem = self._session()
+            try:
+                problem = self._session()
+            except Exception as exc:  # a bug or a disk error must not end delivery silently: log, retry
+                log.error("mqtt %s: %s: %s", self.describe(), type(exc).__name__, exc, exc_info=True)
+                problem = None
             if self._closing.is_set():
                 break
             if self.connected:  # it was up: try again soon
