@@ -29,6 +29,8 @@ from torch import nn
 
 from benchmarks.zoo_models import PHOTO, VARIANTS, Variant
 
+MEDIAN_LOGIT, TOP_LOGIT = -8.0, 3.0  # class logits of the settled Ultralytics heads (settle_random_weights)
+
 
 def letterbox_batch(size: int, paths: tuple[Path, ...] = (PHOTO,)) -> torch.Tensor:
     """Photos letterboxed to ``size`` x ``size`` (centred, pad 114), RGB, 0..1, each with its mirror image."""
@@ -56,8 +58,9 @@ def settle_random_weights(model: nn.Module, batch: torch.Tensor) -> None:
     - every BatchNorm takes the statistics of one forward pass on ``batch``: random convolutions otherwise
       shrink the signal layer after layer (an Ultralytics head sees ~1e-6 and decodes identical boxes);
     - Ultralytics detection heads: the class logits are mapped linearly so that on ``batch`` their median is
-      -3 and their maximum +3, so scores spread over 0..0.95 with distinct best ones (Ultralytics' prior bias,
-      about -10, scores everything ~0; unscaled, many saturate at 1.0 and tie);
+      -8 and their maximum +3: most anchors score ~0 and a few up to 0.95, with distinct best ones, like a
+      trained model (Ultralytics' prior bias, about -10, scores everything ~0; unscaled, many saturate at 1.0
+      and tie; a median nearer 0 puts thousands of boxes above the usual thresholds);
     - Ultralytics classifiers: the last layer x10, so the softmax is not flat and its ranking not fragile.
     """
     for m in model.modules():
@@ -88,9 +91,9 @@ def settle_random_weights(model: nn.Module, batch: torch.Tensor) -> None:
         for i, conv in enumerate(last):
             z = seen[i]
             median, top = float(z.median()), float(z.max())
-            a = 6.0 / max(top - median, 1e-6)
+            a = (TOP_LOGIT - MEDIAN_LOGIT) / max(top - median, 1e-6)
             conv.weight *= a
-            conv.bias.copy_(conv.bias * a + (-3.0 - a * median))
+            conv.bias.copy_(conv.bias * a + (MEDIAN_LOGIT - a * median))
     for h in hooks:
         h.remove()
 

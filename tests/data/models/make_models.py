@@ -27,7 +27,6 @@ from typing import Any
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import cv2
 import numpy as np
 import onnx
 import torch
@@ -35,7 +34,10 @@ import ultralytics
 import yaml
 from torch import nn
 from ultralytics import YOLO
-from ultralytics.nn.modules.head import Classify, Detect
+from ultralytics.nn.modules.head import Detect
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository: benchmarks.zoo_export
+from benchmarks.zoo_export import letterbox_batch, settle_random_weights
 
 HERE = Path(__file__).resolve().parent
 IMAGE = HERE / "coffee.jpg"
@@ -111,19 +113,6 @@ def slim(seq: nn.Module, mid: int) -> None:
         setattr(parent, name, new)
 
 
-def calibration_batch(size: int) -> torch.Tensor:
-    """The photo letterboxed to ``size`` x ``size`` as the predictions see it (pad 114), and its mirror image."""
-    image = cv2.imread(str(IMAGE))
-    h, w = image.shape[:2]
-    r = min(size / h, size / w)
-    nh, nw = round(h * r), round(w * r)
-    canvas = np.full((size, size, 3), 114, np.uint8)
-    top, left = (size - nh) // 2, (size - nw) // 2
-    canvas[top : top + nh, left : left + nw] = cv2.resize(image, (nw, nh))
-    x = torch.from_numpy(np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1))).float() / 255
-    return torch.stack([x, x.flip(-1)])
-
-
 def make_model(name: str, spec: dict[str, Any], work: Path) -> YOLO:
     torch.manual_seed(sum(map(ord, name)))
     model = YOLO(str(tiny_yaml(spec["yaml"], work)), task=spec["task"])
@@ -132,39 +121,8 @@ def make_model(name: str, spec: dict[str, Any], work: Path) -> YOLO:
         for attr in ("cv2", "cv3", "cv4", "one2one_cv2", "one2one_cv3", "one2one_cv4"):
             for branch in getattr(head, attr, None) or []:
                 slim(branch, HEAD_MID)
-    # random convolutions shrink the signal layer after layer (the head sees ~1e-6): let every BatchNorm take
-    # the statistics of one forward pass on the photo, so each layer passes on unit-variance features
-    for m in model.model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = 1.0
-    model.model.train()
-    with torch.no_grad():
-        model.model(calibration_batch(spec["imgsz"]))
-    model.model.eval()
-    if isinstance(head, Classify):  # random logits are ~0: the softmax would be flat, and its ranking fragile
-        with torch.no_grad():
-            head.linear.weight *= 10
-    if isinstance(head, Detect):
-        # class logits mapped linearly so that on the photo their median is -3 and their maximum +3: scores spread
-        # over 0..0.95 like a trained model's, the best ones distinct (random weights with Ultralytics' prior bias,
-        # about -10, would score everything ~0; unscaled, many saturate at 1.0 and tie)
-        last = [b[-1] for attr in ("cv3", "one2one_cv3") for b in getattr(head, attr, None) or []]
-        seen: dict[int, torch.Tensor] = {}
-        hooks = [
-            conv.register_forward_hook(lambda m, a, o, i=i: seen.__setitem__(i, o.detach()))
-            for i, conv in enumerate(last)
-        ]
-        with torch.no_grad():
-            model.model(calibration_batch(spec["imgsz"]))
-            for i, conv in enumerate(last):
-                z = seen[i]
-                median, top = float(z.median()), float(z.max())
-                a = 6.0 / max(top - median, 1e-6)
-                conv.weight *= a
-                conv.bias.copy_(conv.bias * a + (-3.0 - a * median))
-        for h in hooks:
-            h.remove()
+    # BatchNorm statistics from the photo, class logits spread like a trained model's (see zoo_export)
+    settle_random_weights(model.model, letterbox_batch(spec["imgsz"], (IMAGE,)))
     return model
 
 
@@ -250,6 +208,7 @@ def export(name: str, spec: dict[str, Any]) -> None:
                 nms=spec.get("nms", False),
                 simplify=True,
                 batch=1,
+                **({"conf": 0.05} if spec.get("nms") else {}),  # the score threshold inside nms=True graphs
             )
         finally:
             os.chdir(cwd)
