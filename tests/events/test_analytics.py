@@ -112,3 +112,12 @@ def test_polygon_inside_against_opencv() -> None:
     on_edge = np.abs(ref) < 1e-6
     assert (inside[~on_edge] == (ref[~on_edge] > 0)).all()
     np.testing.assert_allclose(dist, np.abs(ref), atol=1e-3)
+
+
+def test_a_crossing_hidden_by_an_occlusion_still_counts() -> None:
+    """The track was last seen left of the door and comes back right of it (the tracker kept its id)."""
+    a = Analytics(AnalyticsConfig(lines=(DOOR,)))
+    assert a.update(at((5, 420, 240, 0)), 0.0, alive={5}) == []
+    assert a.update(at(), 1.0, alive={5}) == [], "lost for a while, still alive"
+    events = a.update(at((5, 200, 240, 0)), 2.0, alive={5})
+    assert [(e["direction"], e["track_id"]) for e in events] == [("in", 5)]
