@@ -43,6 +43,38 @@ def _varint(data: bytes, pos: int) -> tuple[int, int] | None:
     return None
 
 
+# Files people pass by mistake, by their first bytes.
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"PK\x03\x04", "a ZIP archive (a PyTorch .pt checkpoint is one: export it to ONNX first)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"%PDF", "a PDF document"),
+    (b"\x7fELF", "an executable"),
+    (b"\x80\x02", "a Python pickle (a PyTorch checkpoint? export it to ONNX first)"),
+    (b"\x80\x04", "a Python pickle (a PyTorch checkpoint? export it to ONNX first)"),
+)
+
+
+def file_kind(data: bytes) -> str | None:
+    """What ``data`` is when its first bytes say so (``"a JPEG image"``), else None."""
+    for magic, kind in _SIGNATURES:
+        if data.startswith(magic):
+            return kind
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "a WebP image"
+    if data[4:8] == b"ftyp":
+        return "an MP4/MOV video"
+    head = data[:512].lstrip()
+    if head[:1] in (b"{", b"[") or head.startswith((b"---", b"#", b"<")):
+        return "a text file"
+    return None
+
+
 def diagnose_bytes(data: bytes) -> str:
     """Why ``data`` failed to parse as an ONNX ModelProto: ``"truncated ..."`` or ``"not an ONNX model ..."``.
 
@@ -51,15 +83,19 @@ def diagnose_bytes(data: bytes) -> str:
     """
     if not data:
         return "the file is empty"
+    kind = file_kind(data)
+    if kind is not None:
+        return f"not an ONNX model (it is {kind})"
     pos = 0
     while pos < len(data):
+        first = pos == 0
         tag = _varint(data, pos)
         if tag is None:
             return f"truncated: the file ends inside a field header at byte {len(data)}"
         key, pos = tag
         number, wire = key >> 3, key & 7
         if _MODEL_FIELDS.get(number) != wire:
-            return "not an ONNX model (its bytes are not an ONNX protobuf)" if pos <= 2 else "corrupt ONNX data"
+            return "not an ONNX model (its bytes are not an ONNX protobuf)" if first else "corrupt ONNX data"
         value = _varint(data, pos)
         if value is None:
             return f"truncated: the file ends inside field {number} at byte {len(data)}"
@@ -141,7 +177,13 @@ def load_onnx(path: str | os.PathLike[str], *, infer_shapes: bool = True) -> onn
     try:
         model = onnx.load_model_from_string(data)
     except Exception:  # protobuf's DecodeError: the bytes are not a ModelProto
-        raise BuildError(f"{p}: {diagnose_bytes(data)}; re-export or copy the model again") from None
+        why = diagnose_bytes(data)
+        hint = (
+            "give the path of an exported .onnx model"
+            if why.startswith("not an ONNX")
+            else "re-export or copy the model again"
+        )
+        raise BuildError(f"{p}: {why}; {hint}") from None
     if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
         why = diagnose_bytes(data)
         if why == "corrupt ONNX data":

@@ -74,6 +74,31 @@ def test_diagnose_tells_truncated_from_foreign(retinaface_onnx: Path) -> None:
     assert diagnose_bytes(b"GIF89a....").startswith("not an ONNX model")
 
 
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "a JPEG image"),  # its first bytes parse as a long protobuf tag
+        (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+        (b"PK\x03\x04", "a ZIP archive (a PyTorch .pt checkpoint is one: export it to ONNX first)"),
+        (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "a WebP image"),
+    ],
+)
+def test_a_foreign_file_is_named(head: bytes, kind: str) -> None:
+    assert diagnose_bytes(head + bytes(range(256)) * 4) == f"not an ONNX model (it is {kind})"
+
+
+def test_a_real_jpeg_as_model_says_not_an_onnx_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli import main
+
+    photo = Path(__file__).resolve().parents[1] / "data" / "models" / "coffee.jpg"
+    if not photo.is_file():
+        pytest.skip("tests/data/models/coffee.jpg is not there")
+    assert main(["build", str(photo), "-o", str(tmp_path / "x.bundle"), "--target", "cpu"]) == 3
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == [f"error: {photo}: not an ONNX model (it is a JPEG image); give the path of an exported .onnx model"]
+    assert not (tmp_path / "x.bundle").exists()
+
+
 def test_checker_failure_is_a_build_error(tmp_path: Path) -> None:
     x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
     y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
