@@ -251,22 +251,52 @@ def paired(
     c: int,
     rounds: int,
     window_s: float,
+    metrics_url: str,
 ) -> dict[str, Any]:
     """Direct ``infer_raw`` (batch ``batch``) and the server (concurrency ``c``) taking turns in short windows, so a
     shared machine's load hits both alike; pooled over ``rounds``."""
     feeds = {model.inputs[0].name: np.random.default_rng(2).random((batch, *shape[1:]), dtype=np.float32)}
     direct: list[float] = []
     served: list[dict[str, Any]] = []
+    server: dict[str, float] = {}
     for _ in range(rounds):
         direct += direct_window(model, feeds, window_s)
+        before = server_counters(metrics_url, name)
         served.append(asyncio.run(measure(protocol, url, name, shape, c, window_s, 1)))
+        after = server_counters(metrics_url, name)
+        for k in after:
+            server[k] = server.get(k, 0.0) + after[k] - before.get(k, 0.0)
+    n = server.get("nv_inference_request_success", 0.0) or 1.0
+    request_ms = server.get("nv_inference_request_duration_us", 0.0) / n / 1000
+    compute_ms = (
+        server.get("nv_inference_compute_infer_duration_us", 0.0)
+        / max(server.get("nv_inference_exec_count", 1.0), 1.0)
+        / 1000
+    )
     return {
         "direct_p50_ms": round(float(np.percentile(direct, 50)) * 1000, 3),
         "direct_items_per_s": round(batch * len(direct) / sum(direct), 2),
         "served_p50_ms": round(float(np.median([r["p50_ms"] for r in served])), 3),
         "served_rps": round(float(np.mean([r["rps"] for r in served])), 2),
+        # the server's own view (Triton's counters): mean arrival-to-answer time and mean backend time per batch
+        "server_request_ms": round(request_ms, 3),
+        "server_compute_ms": round(compute_ms, 3),
         "errors": sum(r["errors"] for r in served),
     }
+
+
+def server_counters(metrics_url: str, model: str) -> dict[str, float]:
+    """The model's cumulative nv_inference_* counters from the server's /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{metrics_url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("nv_inference_") and f'model="{model}"' in line:
+            name = line.split("{", 1)[0]
+            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
 # ---- the benchmark ---------------------------------------------------------------------------------------
@@ -290,9 +320,10 @@ def paired_runs(
         for protocol in PROTOCOLS:
             url = server.http if protocol == "http" else server.grpc
             name = model
-            one = paired(direct, name, shape, 1, url, protocol, 1, rounds, window_s)
+            one = paired(direct, name, shape, 1, url, protocol, 1, rounds, window_s, server.http)
             one["delta_ms"] = round(one["served_p50_ms"] - one["direct_p50_ms"], 3)
-            many = paired(direct, name, shape, best, url, protocol, 16, rounds, window_s)
+            one["server_overhead_ms"] = round(one["server_request_ms"] - one["server_compute_ms"], 3)
+            many = paired(direct, name, shape, best, url, protocol, 16, rounds, window_s, server.http)
             many["ratio"] = round(many["served_rps"] / many["direct_items_per_s"], 3)
             out[f"{protocol}-c1"], out[f"{protocol}-c16"] = one, many
             ctx.log(
@@ -428,14 +459,16 @@ def report(result: dict[str, Any]) -> str:
         pr = m["paired"]
         lines += ["", "Paired rounds (direct and served taking turns):", ""]
         lines += [
-            "| protocol | c=1 p50 ms served / direct (delta) | c=16 batched req/s / offline items/s (ratio) |",
-            "|---|---|---|",
+            "| protocol | c=1 p50 ms served / direct (delta) | c=1 server's own ms per request: data plane - backend "
+            "| c=16 batched req/s / offline items/s (ratio) |",
+            "|---|---|---|---|",
         ]
         for p in PROTOCOLS:
             one, many = pr[f"{p}-c1"], pr[f"{p}-c16"]
             lines.append(
                 f"| {p} | {one['served_p50_ms']} / {one['direct_p50_ms']} (**{one['delta_ms']:+.2f} ms**, goal <= "
-                f"{result['goal_c1_p50_delta_ms']:g}) | {many['served_rps']} / {many['direct_items_per_s']} "
+                f"{result['goal_c1_p50_delta_ms']:g}) | {one['server_request_ms']} - {one['server_compute_ms']} = "
+                f"**{one['server_overhead_ms']} ms** | {many['served_rps']} / {many['direct_items_per_s']} "
                 f"(**{many['ratio']}**, goal >= {result['goal_batched_vs_offline']}) |"
             )
         lines.append("")
