@@ -336,9 +336,9 @@ def standalone(argv: Sequence[str], prog: str = "build_engine.py", epilog: str |
     own options)."""
     import logging
 
-    from edge.cli import run_command
+    from edge.cli import ArgumentParser, run_command
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(  # one-line errors with a did-you-mean, as `edge build`
         prog=prog,
         description="Build a bundle on this machine (default --target auto). Details: docs/build.md.",
         epilog=epilog,
@@ -346,7 +346,9 @@ def standalone(argv: Sequence[str], prog: str = "build_engine.py", epilog: str |
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     add_arguments(parser, prog=prog)
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        parser.unrecognized(None, extras)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

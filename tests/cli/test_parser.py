@@ -63,3 +63,17 @@ def test_the_installed_command_too() -> None:
     out = subprocess.run([sys.executable, "-m", "edge", "bnech"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.splitlines() == [out.stderr.strip()] and "did you mean bench? (see `edge --help`)" in out.stderr
+
+
+def test_build_engine_script_mistakes_are_one_line_too() -> None:
+    """scripts/build_engine.py takes `edge build`'s flags under its own name, with the same one-line errors."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "build_engine.py"
+    cmd = [sys.executable, str(script), "m.onnx", "-o", "x.bundle", "--precison", "fp16"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [
+        "error: build_engine.py: unknown flag --precison (and fp16); did you mean --precision or --preset? "
+        "(see `build_engine.py --help`)"
+    ]
