@@ -489,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--long", action="store_true", help="add the soak (10 minutes unless --soak-minutes)")
     parser.add_argument("--soak-minutes", type=float, default=SOAK_MINUTES)
+    parser.add_argument("--soak-only", action="store_true", help="run only the soak")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
@@ -503,6 +504,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {message}", flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.soak_only:
+        work = args.out / "serve-work"
+        work.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(soak(Ctx(), make_bundles(work), work, args.soak_minutes), indent=2, default=str))
+        return 0
     result = run(Ctx())
     print(json.dumps({k: v for k, v in result.items() if k != "models"}, indent=2, default=str))
     print(report(result))
