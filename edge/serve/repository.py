@@ -240,7 +240,12 @@ class Repository:
                 config = ModelConfig.read(found.config_path) if found.config_path else ModelConfig()
                 loop = asyncio.get_running_loop()
                 instances = await loop.run_in_executor(None, self.loader, found.path, config)
-                new = ServedModel(name, found.version, found.path, config, instances, self.metrics, self.limits)
+                try:
+                    new = ServedModel(name, found.version, found.path, config, instances, self.metrics, self.limits)
+                except BaseException:
+                    for model in instances:
+                        model.close()
+                    raise
             except (EdgeError, OSError, ValueError, RuntimeError) as exc:
                 entry.state, entry.reason = "UNAVAILABLE", first_line(exc, type(exc).__name__)
                 log.error("model %s version %s failed to load: %s", name, found.version, entry.reason)
