@@ -131,6 +131,21 @@ def blocks(text: str) -> list[tuple[str, list[tuple[int, str]]]]:
     return out
 
 
+# Python blocks that are sketches or need what is not here: (document, regex in the code, why)
+PYTHON_SKIPS: list[tuple[str, str, str]] = [
+    ("docs/decoders.md", r"image_bgr", "a sketch: image_bgr, pre_spec, outputs... are placeholders (tests/decoders)"),
+    ("docs/runtime.md", r"img1", "a sketch: img1..img3 and tensor are placeholders (tests/runtime runs each call)"),
+    ("", r"loop_forever\(\)", "a subscriber that runs until stopped"),
+]
+
+
+def python_skip_reason(doc: str, code: str) -> str | None:
+    for where, pattern, why in PYTHON_SKIPS:
+        if where in ("", doc) and re.search(pattern, code):
+            return why
+    return None
+
+
 def skip_reason(doc: str, command: str) -> str | None:
     for where, pattern, why in SKIPS:
         if where in ("", doc) and re.search(pattern, command):
@@ -142,8 +157,13 @@ def examples(doc: str) -> list[Example]:
     """The shell examples of one document, in order, each with why it is skipped (or None)."""
     out: list[Example] = []
     for kind, body in blocks((ROOT / doc).read_text(encoding="utf-8")):
-        if kind == "python" or kind in ("yaml", "json", "ini", "toml", "proto"):
-            continue  # not shell (the Python API and config formats are tested by their own tests)
+        if kind == "python" and body:  # the block runs whole, by python3 in the same session
+            code = "\n".join(text for _, text in body)
+            command = f"python3 - <<'PYTHON'\n{code}\nPYTHON"
+            out.append(Example(doc, body[0][0], command, python_skip_reason(doc, code)))
+            continue
+        if kind in ("python", "yaml", "json", "ini", "toml", "proto", "text/plain"):
+            continue  # configuration formats: their loaders' tests read them
         whole = kind in ("sh", "bash", "shell")
         for number, text in _joined(body):
             stripped = text.strip()
