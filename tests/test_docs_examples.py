@@ -134,7 +134,6 @@ def blocks(text: str) -> list[tuple[str, list[tuple[int, str]]]]:
 # Python blocks that are sketches or need what is not here: (document, regex in the code, why)
 PYTHON_SKIPS: list[tuple[str, str, str]] = [
     ("docs/decoders.md", r"image_bgr", "a sketch: image_bgr, pre_spec, outputs... are placeholders (tests/decoders)"),
-    ("docs/runtime.md", r"img1", "a sketch: img1..img3 and tensor are placeholders (tests/runtime runs each call)"),
     ("", r"loop_forever\(\)", "a subscriber that runs until stopped"),
 ]
 
