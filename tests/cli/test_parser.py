@@ -77,3 +77,14 @@ def test_build_engine_script_mistakes_are_one_line_too() -> None:
         "error: build_engine.py: unknown flag --precison (and fp16); did you mean --precision or --preset? "
         "(see `build_engine.py --help`)"
     ]
+
+
+def test_output_cut_short_by_a_pipe_is_not_a_traceback() -> None:
+    """`edge info | head -1`: the reader is gone when edge writes; edge ends quietly with 141 (as a tool killed
+    by SIGPIPE) instead of a BrokenPipeError traceback. The read end is closed before the interpreter has even
+    started, so the write always meets a closed pipe."""
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == "", err
