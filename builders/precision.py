@@ -54,8 +54,10 @@ OVERFLOW_OPS = (
     "ReduceL2",
     "ReduceLogSumExp",
 )
-# Kept in FP32 besides those: NMS and RoiAlign (box arithmetic; ONNX Runtime has no FP16 kernels).
-FP16_BLOCK_OPS = (*OVERFLOW_OPS, "NonMaxSuppression", "RoiAlign")
+# Kept in FP32 besides those: NMS and RoiAlign (box arithmetic; ONNX Runtime has no FP16 kernels) and
+# LayerNormalization (TensorRT advises FP32 for it, its variance overflows FP16; and ONNX Runtime 1.32's
+# full graph optimisation crashed on torchvision ViT-B/16 with FP16 LayerNormalization).
+FP16_BLOCK_OPS = (*OVERFLOW_OPS, "NonMaxSuppression", "RoiAlign", "LayerNormalization")
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 CALIB_METHODS = ("entropy", "minmax", "percentile")
 PRECISIONS = ("fp32", "fp16", "int8", "fp8", "int8-dynamic")
