@@ -268,11 +268,7 @@ def paired(
             server[k] = server.get(k, 0.0) + after[k] - before.get(k, 0.0)
     n = server.get("nv_inference_request_success", 0.0) or 1.0
     request_ms = server.get("nv_inference_request_duration_us", 0.0) / n / 1000
-    compute_ms = (
-        server.get("nv_inference_compute_infer_duration_us", 0.0)
-        / max(server.get("nv_inference_exec_count", 1.0), 1.0)
-        / 1000
-    )
+    compute_ms = server.get("nv_inference_compute_infer_duration_us", 0.0) / n / 1000  # per request, as Triton
     return {
         "direct_p50_ms": round(float(np.percentile(direct, 50)) * 1000, 3),
         "direct_items_per_s": round(batch * len(direct) / sum(direct), 2),

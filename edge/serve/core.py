@@ -24,7 +24,7 @@ from edge.serve.status import RequestError
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "edge"
-EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
+EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]  # as Triton names them
 
 
 class DataPlane:
@@ -72,6 +72,14 @@ class DataPlane:
         except RequestError:
             return False
         return self.accepting
+
+    def statistics(self, name: str = "", version: str = "") -> list[dict[str, Any]]:
+        """Triton's statistics extension: every served model, or NAME (a RequestError when it is not served)."""
+        if name:
+            served = [self.repository.get(name, version)]
+        else:
+            served = [e.served for e in self.repository.entries.values() if e.served is not None]
+        return [self.metrics.statistics(m.name, m.version) for m in sorted(served, key=lambda m: m.name)]
 
     # ---- inference -----------------------------------------------------------------------------------
     async def infer(self, req: InferRequest) -> InferResponse:

@@ -3,7 +3,7 @@
 The service definition and messages are Triton's (``grpc_service.proto``, a superset of KServe's
 ``GRPCInferenceService``), compiled by the tritonclient package (``tritonclient.grpc.service_pb2*``), so
 the server and tritonclient.grpc share one wire format. RPCs without a counterpart here (shared memory,
-trace and log settings, statistics, streaming) answer UNIMPLEMENTED. Requests are parsed by the handlers
+trace and log settings, streaming) answer UNIMPLEMENTED. Requests are parsed by the handlers
 here, so a malformed message is INVALID_ARGUMENT.
 Auth: ``authorization: Bearer TOKEN`` metadata on every RPC but ServerLive, ServerReady and ModelReady.
 """
@@ -115,6 +115,14 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
             config.dynamic_batching.max_queue_delay_microseconds = c["dynamic_batching"]["max_queue_delay_microseconds"]
         return pb.ModelConfigResponse(config=config)
 
+    async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._guard(context)
+        try:
+            stats = self.plane.statistics(request.name, request.version)
+        except RequestError as exc:
+            return await _abort(context, exc)
+        return pb.ModelStatisticsResponse(model_stats=[_model_statistics(m) for m in stats])
+
     # ---- repository ----------------------------------------------------------------------------------
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self._guard(context)
@@ -193,6 +201,7 @@ IMPLEMENTED = (
     "ServerMetadata",
     "ModelMetadata",
     "ModelConfig",
+    "ModelStatistics",
     "ModelInfer",
     "RepositoryIndex",
     "RepositoryModelLoad",
@@ -212,6 +221,30 @@ def _handler(method: Any, request_cls: Any, response_cls: Any) -> Any:
         return await method(request, context)
 
     return grpc.unary_unary_rpc_method_handler(call, response_serializer=response_cls.SerializeToString)
+
+
+def _model_statistics(m: dict[str, Any]) -> Any:
+    def duration(d: dict[str, int]) -> Any:
+        return pb.StatisticDuration(count=d["count"], ns=d["ns"])
+
+    infer = m["inference_stats"]
+    return pb.ModelStatistics(
+        name=m["name"],
+        version=m["version"],
+        last_inference=m["last_inference"],
+        inference_count=m["inference_count"],
+        execution_count=m["execution_count"],
+        inference_stats=pb.InferStatistics(**{k: duration(v) for k, v in infer.items()}),
+        batch_stats=[
+            pb.InferBatchStatistics(
+                batch_size=b["batch_size"],
+                compute_input=duration(b["compute_input"]),
+                compute_infer=duration(b["compute_infer"]),
+                compute_output=duration(b["compute_output"]),
+            )
+            for b in m["batch_stats"]
+        ],
+    )
 
 
 def add_to_server(server: grpc.aio.Server, plane: DataPlane) -> None:

@@ -54,6 +54,9 @@ def make_app(plane: DataPlane) -> web.Application:
     r.add_get("/v2/health/ready", h.ready)
     r.add_get("/v2", h.server_metadata)
     r.add_get("/metrics", h.metrics)
+    r.add_get("/v2/models/stats", h.stats)  # before /v2/models/{name}
+    r.add_get("/v2/models/{name}/stats", h.stats)
+    r.add_get("/v2/models/{name}/versions/{version}/stats", h.stats)
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         r.add_get(prefix, h.model_metadata)
         r.add_get(prefix + "/ready", h.model_ready)
@@ -85,6 +88,15 @@ class Routes:
     async def model_metadata(self, request: web.Request) -> web.Response:
         served = self.plane.repository.get(request.match_info["name"], request.match_info.get("version", ""))
         return web.json_response({**served.metadata(), "edge": served.extra()})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "model_stats": self.plane.statistics(
+                    request.match_info.get("name", ""), request.match_info.get("version", "")
+                )
+            }
+        )
 
     async def model_ready(self, request: web.Request) -> web.Response:
         ok = self.plane.model_ready(request.match_info["name"], request.match_info.get("version", ""))

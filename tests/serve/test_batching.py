@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.grpc as tg
 import tritonclient.grpc.aio as tga
+import tritonclient.http as th
 import tritonclient.http.aio as tha
 
 from tests.serve.conftest import ServerThread, auth, gauth, make_repo, options, reference
@@ -74,6 +76,13 @@ def test_concurrent_requests_are_batched_and_split_back(
         success, execs, items = _counts(srv)
         assert (success, items) == (16, 16)
         assert execs == 2  # two full preferred batches of 8, not 16 executions
+        # Triton's statistics extension says the same through both real clients
+        hs = th.InferenceServerClient(srv.http).get_inference_statistics("classifier", headers=auth())["model_stats"][0]
+        assert (hs["inference_count"], hs["execution_count"]) == (16, 2)
+        assert hs["inference_stats"]["success"]["count"] == 16 and hs["inference_stats"]["queue"]["count"] == 16
+        assert [(b["batch_size"], b["compute_infer"]["count"]) for b in hs["batch_stats"]] == [(8, 2)]
+        gs = tg.InferenceServerClient(srv.grpc).get_inference_statistics(headers=gauth()).model_stats
+        assert {m.name: (m.inference_count, m.execution_count) for m in gs} == {"classifier": (16, 2), "face": (0, 0)}
     finally:
         srv.stop()
 

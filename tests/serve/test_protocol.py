@@ -25,7 +25,9 @@ def test_health_and_metadata_over_both_protocols(served: ServerThread, bundles: 
     assert g.is_server_live() and g.is_server_ready() and g.is_model_ready("classifier")
     assert not h.is_model_ready("nope") and not g.is_model_ready("nope")
     meta = h.get_server_metadata(headers=auth())
-    assert meta["name"] == "edge" and "binary_tensor_data" in meta["extensions"]
+    assert meta["name"] == "edge" and {"binary_tensor_data", "model_repository", "statistics"} <= set(
+        meta["extensions"]
+    )
     assert g.get_server_metadata(headers=gauth()).name == "edge"
     m = h.get_model_metadata("face", headers=auth())
     # the bundle's manifest (tests/runtime/bundles.py) says input [-1,3,-1,-1] FP32 and three outputs
