@@ -159,13 +159,7 @@ def plan_unit(
         user=user or service.user,
         systemd_version=version if version is not None else systemd_version(),
     )
-    if http is not None and http.token_file is not None:
-        spec.token_file = http.token_file.resolve()
-        if spec.systemd_version < 247 and spec.user is None:
-            raise ServiceError(
-                f"systemd {spec.systemd_version} cannot hand the token file to a DynamicUser service "
-                f"(LoadCredential= needs 247): pass --user USER, a user that can read {spec.token_file}"
-            )
+    _token_file(spec, http.token_file if http is not None else None)
 
     sources = _uris(getattr(run_config, "sources", ()))
     sinks = _uris(getattr(run_config, "sinks", ()))
@@ -204,6 +198,18 @@ def plan_unit(
     return Planned(spec, warnings)
 
 
+def _token_file(spec: UnitSpec, token_file: str | os.PathLike[str] | None) -> None:
+    """Hand the HTTP token to the unit (LoadCredential=), refused where systemd cannot do it for a DynamicUser."""
+    if token_file is None:
+        return
+    spec.token_file = Path(token_file).resolve()
+    if spec.systemd_version < 247 and spec.user is None:
+        raise ServiceError(
+            f"systemd {spec.systemd_version} cannot hand the token file to a DynamicUser service "
+            f"(LoadCredential= needs 247): pass --user USER, a user that can read {spec.token_file}"
+        )
+
+
 def plan_serve_unit(
     serve: ServeUnitConfig,
     config_path: Path,
@@ -233,13 +239,7 @@ def plan_serve_unit(
         systemd_version=version if version is not None else systemd_version(),
         kind="serve",
     )
-    if opts.auth and opts.token_file is not None:
-        spec.token_file = Path(opts.token_file).resolve()
-        if spec.systemd_version < 247 and spec.user is None:
-            raise ServiceError(
-                f"systemd {spec.systemd_version} cannot hand the token file to a DynamicUser service "
-                f"(LoadCredential= needs 247): pass --user USER, a user that can read {spec.token_file}"
-            )
+    _token_file(spec, opts.token_file if opts.auth else None)
     hosts = [host for host, _ in opts.listens()]
     spec.network = "loopback" if all(is_loopback(h) for h in hosts) else "full"
     base = config_path.parent
