@@ -168,6 +168,7 @@ class Repository:
         self.limits = limits
         self.loader = loader or default_loader()
         self.entries: dict[str, Entry] = {}
+        self.loading = False  # the first load of every model is under way
         self._locks: dict[str, asyncio.Lock] = {}
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -175,6 +176,8 @@ class Repository:
     def get(self, name: str, version: str = "") -> ServedModel:
         entry = self.entries.get(name)
         if entry is None:
+            if self.loading:
+                raise RequestError("unavailable", "the server is still loading its models; retry when it is ready")
             raise RequestError("not_found", f"no model named {name!r}; GET /v2/repository/index lists the models")
         served = entry.served
         if served is None:
@@ -187,7 +190,11 @@ class Repository:
         return served
 
     def ready(self) -> bool:
-        return bool(self.entries) and all(e.served is not None or e.unloaded for e in self.entries.values())
+        return (
+            not self.loading
+            and bool(self.entries)
+            and all(e.served is not None or e.unloaded for e in self.entries.values())
+        )
 
     def index(self) -> list[dict[str, str]]:
         """Triton's repository index: the serving version READY, and the newest attempt when it is not."""
@@ -210,10 +217,14 @@ class Repository:
     async def load_all(self) -> list[str]:
         """Load every model found; the errors, one line each (an empty list when all are ready)."""
         errors = []
-        for name, found in scan(self.root).items():
-            ok = await self._load(name, found)
-            if not ok:
-                errors.append(f"model {name}: {self.entries[name].reason}")
+        self.loading = True
+        try:
+            for name, found in scan(self.root).items():
+                ok = await self._load(name, found)
+                if not ok:
+                    errors.append(f"model {name}: {self.entries[name].reason}")
+        finally:
+            self.loading = False
         if not self.entries:
             errors.append(f"{self.root}: no models found (expected NAME/VERSION/ bundle directories or a bundle)")
         return errors

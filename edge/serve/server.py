@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import ssl
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +36,8 @@ def _fmt(host: str, port: int) -> str:
 
 
 class Server:
-    """``await start()`` returns once every model is ready and the listeners are bound."""
+    """``await start()`` binds the listeners (live at once, not ready), loads and warms every model, and returns
+    once all are ready."""
 
     def __init__(self, options: ServeOptions, loader: Loader | None = None) -> None:
         self.options = options
@@ -52,6 +54,7 @@ class Server:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
+        self.listening = threading.Event()  # set once the ports are bound (models may still be loading)
 
     def _ssl(self) -> ssl.SSLContext | None:
         o = self.options
@@ -77,16 +80,17 @@ class Server:
         repository = Repository(o.repository, self.metrics, o.limits, self.loader)
         self.metrics.pending_source = repository.pending
         self.repository = repository
-        errors = await repository.load_all()
-        if errors:
-            await repository.close()
-            raise ServiceError("; ".join(errors))
         self.plane = DataPlane(repository, self.metrics, o.limits, token)
         try:
+            # listen first: live at once, ready (200 on /v2/health/ready) once every model is loaded and warm
             if o.http is not None:
                 await self._start_http(o.http, tls)
             if o.grpc is not None:
                 await self._start_grpc(o.grpc, o.tls_cert, o.tls_key)
+            self.listening.set()
+            errors = await repository.load_all()
+            if errors:
+                raise ServiceError("; ".join(errors))
         except BaseException:
             await self.stop()
             raise

@@ -205,3 +205,62 @@ def test_compressed_requests(served: ServerThread, bundles: dict[str, Path], alg
     np.testing.assert_allclose(
         result.as_numpy("probs"), reference(bundles["classifier"], {"input": x})["probs"], rtol=1e-5
     )
+
+
+def test_live_while_loading_ready_after_warm_up(bundles: dict[str, Path], token_path: Path, tmp_path: Path) -> None:
+    """Listeners open first: live at once, not ready (and inference refused) until every model is loaded and warm.
+    The real loader runs behind a gate the test opens."""
+    import asyncio
+    import threading
+
+    from edge.serve.repository import default_loader
+    from edge.serve.server import Server
+    from tests.serve.conftest import make_repo, options
+
+    gate = threading.Event()
+    real = default_loader()
+
+    def gated(path: Path, config: object) -> object:
+        gate.wait(60)
+        return real(path, config)  # type: ignore[arg-type]
+
+    server = Server(options(make_repo(tmp_path, bundles), token_path), loader=gated)  # type: ignore[arg-type]
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def main() -> None:
+        async def go() -> None:
+            try:
+                await server.start()
+            except BaseException as exc:
+                failed.append(exc)
+                return
+            finally:
+                done.set()
+            await server.wait()
+            await server.drain()
+            await server.stop()
+
+        asyncio.run(go())
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    try:
+        assert server.listening.wait(60)
+        h = th.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+        g = tg.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        assert h.is_server_live() and g.is_server_live()
+        assert not h.is_server_ready() and not g.is_server_ready() and not h.is_model_ready("classifier")
+        inp = th.InferInput("input", [1, 3, 32, 32], "FP32")
+        inp.set_data_from_numpy(np.zeros((1, 3, 32, 32), np.float32))
+        with pytest.raises(InferenceServerException) as err:
+            h.infer("classifier", [inp], headers=auth())
+        assert err.value.status() == "503" and "loading" in err.value.message()
+        gate.set()
+        assert done.wait(60) and not failed
+        assert h.is_server_ready() and g.is_server_ready() and h.is_model_ready("classifier")
+        assert h.infer("classifier", [inp], headers=auth()).as_numpy("probs").shape == (1, 4)
+    finally:
+        gate.set()
+        server.request_stop()
+        thread.join(60)
