@@ -211,3 +211,48 @@ def test_plans_get_a_tf32_allowance_at_fp32() -> None:
     assert tolerance("fp16", "tensorrt-rtx", None, None) == tolerance("fp16", "onnxruntime", None, None)
     assert tolerance("fp32", "tensorrt", 0.5, None) == (0.5, 2e-2)
     assert tolerance("int8", "onnxruntime", None, 0.3) == (1e-2, 0.3)
+
+
+def _as_int8_bundle(folder: Path, scale_first_conv: float) -> Path:
+    """A bundle of RetinaFace whose first convolution's weights are scaled (a stand-in for what quantization does
+    to raw outputs), marked int8 and built from the true export, which sits beside it."""
+    import onnx
+    from onnx import numpy_helper
+
+    from tests.runtime.bundles import retinaface_onnx, sha256
+
+    original = retinaface_onnx()
+    model = onnx.load_from_string(original)
+    init = next(i for i in model.graph.initializer if len(i.dims) == 4)
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * scale_first_conv, init.name))
+    bundle = write_bundle(folder / "q.bundle", model.SerializeToString())
+    data = json.loads((bundle / "manifest.json").read_text())
+    data["model"]["source_sha256"] = sha256(original)
+    data["precision"] = data["artifacts"][0]["precision"] = "int8"
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    (folder / "retinaface.onnx").write_bytes(original)
+    return bundle
+
+
+def test_quantized_bundles_are_judged_by_their_results_on_real_photos(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """int8: raw regression outputs drift (reported) while the faces found stay the same: ok. The same with a
+    broken first layer finds other boxes: MISMATCH, exit 1."""
+    from tests.runtime.bundles import photo_path
+
+    photos = [str(photo_path("astronaut")), str(photo_path("grace_hopper"))]
+    (tmp_path / "a").mkdir()
+    drifting = _as_int8_bundle(tmp_path / "a", 1.05)
+    assert main(["doctor", str(drifting), "--images", *photos, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["bundle"]
+    cpu = next(a for a in report["artifacts"] if a["backend"] == "onnxruntime-cpu")
+    assert [c["case"] for c in cpu["cases"]] == ["astronaut.png", "grace_hopper.jpg"]
+    for case in cpu["cases"]:
+        assert case["results"] == {"metric": "box_f1", "value": 1.0, "ok": True, "boxes": [1, 1]}
+        assert max(o["peak_relative_error"] for o in case["outputs"].values()) > 0  # the raw outputs do differ
+    (tmp_path / "b").mkdir()
+    broken = _as_int8_bundle(tmp_path / "b", -1.0)
+    assert main(["doctor", str(broken), "--images", *photos]) == 1
+    out = capsys.readouterr().out
+    assert "results: box_f1 " in out and " MISMATCH" in out and out.rstrip().endswith("or failed")
