@@ -3,13 +3,14 @@
 The service definition and messages are Triton's (``grpc_service.proto``, a superset of KServe's
 ``GRPCInferenceService``), compiled by the tritonclient package (``tritonclient.grpc.service_pb2*``), so
 the server and tritonclient.grpc share one wire format. RPCs without a counterpart here (shared memory,
-trace and log settings, streaming) answer UNIMPLEMENTED. Requests are parsed by the handlers
-here, so a malformed message is INVALID_ARGUMENT.
+trace and log settings) answer UNIMPLEMENTED. Requests are parsed by the handlers here, so a malformed
+message is INVALID_ARGUMENT (in ModelStreamInfer: that request's ``error_message``, the stream goes on).
 Auth: ``authorization: Bearer TOKEN`` metadata on every RPC but ServerLive, ServerReady and ModelReady.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -155,11 +156,37 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
             resp = await self.plane.infer(req)
         except RequestError as exc:
             return await _abort(context, exc)
-        out = pb.ModelInferResponse(model_name=resp.model, model_version=resp.version, id=resp.id)
-        for t in resp.outputs:
-            out.outputs.add(name=t.name, datatype=t.datatype, shape=list(t.shape))
-            out.raw_output_contents.append(to_raw(t.data))
-        return out
+        return _response(resp)
+
+    async def ModelStreamInfer(self, requests: Any, context: grpc.aio.ServicerContext) -> None:
+        """One stream, many requests: each runs as soon as it arrives (so they batch with each other and with
+        other clients) and its response, or its error in ``error_message``, is written when ready; a
+        response carries its request's ``id``, as Triton's (responses may come out of order)."""
+        await self._guard(context)
+        write_lock = asyncio.Lock()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def answer(data: bytes) -> None:
+            try:
+                request = pb.ModelInferRequest()
+                try:
+                    request.ParseFromString(data)
+                except Exception as exc:  # protobuf's DecodeError
+                    raise RequestError("invalid", f"malformed inference.ModelInferRequest ({exc})") from None
+                out = pb.ModelStreamInferResponse(
+                    infer_response=_response(await self.plane.infer(self._request(request)))
+                )
+            except RequestError as exc:
+                out = pb.ModelStreamInferResponse(error_message=exc.message)
+            async with write_lock:
+                await context.write(out)
+
+        async for data in requests:
+            task = asyncio.ensure_future(answer(data))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _request(self, request: Any) -> InferRequest:
         where = f"model {request.model_name}"
@@ -223,6 +250,14 @@ def _handler(method: Any, request_cls: Any, response_cls: Any) -> Any:
     return grpc.unary_unary_rpc_method_handler(call, response_serializer=response_cls.SerializeToString)
 
 
+def _response(resp: Any) -> Any:
+    out = pb.ModelInferResponse(model_name=resp.model, model_version=resp.version, id=resp.id)
+    for t in resp.outputs:
+        out.outputs.add(name=t.name, datatype=t.datatype, shape=list(t.shape))
+        out.raw_output_contents.append(to_raw(t.data))
+    return out
+
+
 def _model_statistics(m: dict[str, Any]) -> Any:
     def duration(d: dict[str, int]) -> Any:
         return pb.StatisticDuration(count=d["count"], ns=d["ns"])
@@ -257,4 +292,8 @@ def add_to_server(server: grpc.aio.Server, plane: DataPlane) -> None:
         handlers[name] = _handler(
             getattr(servicer, name), getattr(pb, m.input_type.name), getattr(pb, m.output_type.name)
         )
+    stream = service.methods_by_name["ModelStreamInfer"]
+    handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+        servicer.ModelStreamInfer, response_serializer=getattr(pb, stream.output_type.name).SerializeToString
+    )  # requests arrive as bytes, parsed one by one: a malformed one is that request's error, not the stream's
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -264,3 +265,31 @@ def test_live_while_loading_ready_after_warm_up(bundles: dict[str, Path], token_
         gate.set()
         server.request_stop()
         thread.join(60)
+
+
+def test_grpc_streaming_inference(served: ServerThread, bundles: dict[str, Path]) -> None:
+    """tritonclient.grpc's stream: 6 requests on one stream, one of them bad; each answered by its id."""
+    import queue
+
+    got: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client = tg.InferenceServerClient(served.grpc)
+    client.start_stream(callback=lambda result, error: got.put((result, error)), headers=gauth())
+    rng = np.random.default_rng(12)
+    xs = {f"r{i}": rng.random((1, 3, 32, 32), dtype=np.float32) for i in range(5)}
+    try:
+        for rid, x in xs.items():
+            inp = tg.InferInput("input", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            client.async_stream_infer("classifier", [inp], request_id=rid)
+        bad = tg.InferInput("input", [1, 3, 8, 8], "FP32")
+        bad.set_data_from_numpy(np.zeros((1, 3, 8, 8), np.float32))
+        client.async_stream_infer("classifier", [bad], request_id="bad")
+        answers = [got.get(timeout=30) for _ in range(6)]
+    finally:
+        client.stop_stream()
+    results = {r.get_response().id: r.as_numpy("probs") for r, e in answers if e is None}
+    errors = [e for r, e in answers if e is not None]
+    assert sorted(results) == sorted(xs)
+    for rid, x in xs.items():
+        np.testing.assert_allclose(results[rid], reference(bundles["classifier"], {"input": x})["probs"], rtol=1e-5)
+    assert len(errors) == 1 and "has shape [-1, 3, 32, 32]" in str(errors[0])
