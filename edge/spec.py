@@ -32,43 +32,25 @@ YOLO_TASK_DECODERS = ("yolov8", "yolov10")
 # ``--agnostic-nms`` (``options.class_agnostic``) means nothing to them and is refused at build time
 DECODERS_WITHOUT_CLASS_NMS = ("yolov10", "efficientnms", "retinaface")
 
+
 # The pixel conventions of the common model zoos: colour order, scale, mean, std and resize, as each zoo
 # defines its evaluation transform (``--preset NAME``; flags given beside it win).
+def _convention(
+    color: str, scale: float, mean: tuple[float, ...], std: tuple[float, ...], resize: str, **extra: Any
+) -> dict[str, Any]:
+    return {"color": color, "scale": scale, "mean": mean, "std": std, "resize": resize, **extra}
+
+
+ONES = (1.0, 1.0, 1.0)
 PRESETS: dict[str, dict[str, Any]] = {
     # torchvision / timm ImageNet models: Resize(size / 0.875) + CenterCrop(size), ToTensor, Normalize
-    "torchvision": {
-        "color": "rgb",
-        "scale": 1.0 / 255.0,
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
-        "resize": "center-crop",
-    },
+    "torchvision": _convention("rgb", 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "center-crop"),
     # TensorFlow / Keras "tf" mode (MobileNet, Inception, EfficientNet-lite): x / 127.5 - 1
-    "tf": {
-        "color": "rgb",
-        "scale": 1.0 / 127.5,
-        "mean": (1.0, 1.0, 1.0),
-        "std": (1.0, 1.0, 1.0),
-        "resize": "center-crop",
-    },
+    "tf": _convention("rgb", 1 / 127.5, ONES, ONES, "center-crop"),
     # Ultralytics YOLO: RGB, x / 255, letterbox with grey (114) padding, centred
-    "yolo": {
-        "color": "rgb",
-        "scale": 1.0 / 255.0,
-        "mean": (0.0, 0.0, 0.0),
-        "std": (1.0, 1.0, 1.0),
-        "resize": "letterbox",
-        "pad_value": 114,
-        "pad_align": "center",
-    },
+    "yolo": _convention("rgb", 1 / 255, (0.0, 0.0, 0.0), ONES, "letterbox", pad_value=114, pad_align="center"),
     # Caffe / Keras "caffe" mode (VGG, ResNet-50 of Keras): BGR, 0..255 minus the ImageNet BGR means
-    "caffe": {
-        "color": "bgr",
-        "scale": 1.0,
-        "mean": (103.939, 116.779, 123.68),
-        "std": (1.0, 1.0, 1.0),
-        "resize": "stretch",
-    },
+    "caffe": _convention("bgr", 1.0, (103.939, 116.779, 123.68), ONES, "stretch"),
 }
 
 

@@ -83,18 +83,19 @@ def run(args: argparse.Namespace) -> int:
         args.bundle, backend, warmup=0, intra_op_threads=args.threads, cuda_graph=args.cuda_graph, gpu=args.gpu
     ) as model:
         print(f"benchmarking {model.manifest.name}: {model.artifact.file} on {model.backend_name}", file=sys.stderr)
+
+        def measure() -> dict[str, Any]:
+            return benchmark(
+                model,
+                batch=args.batch,
+                iterations=args.iterations,
+                warmup=args.warmup,
+                duration=args.duration,
+                progress=Progress(),
+            )
+
         if args.power:  # edge.power.bench: one benchmark per power mode, energy measured through NVML
             from edge.power.bench import compare_power, format_comparison
-
-            def measure() -> dict[str, Any]:
-                return benchmark(
-                    model,
-                    batch=args.batch,
-                    iterations=args.iterations,
-                    warmup=args.warmup,
-                    duration=args.duration,
-                    progress=Progress(),
-                )
 
             gpus = [str(args.gpu)] if args.gpu is not None else None
             report = compare_power(args.power, measure, gpus=gpus, say=lambda line: print(line, file=sys.stderr))
@@ -105,13 +106,6 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             print(json.dumps(report, indent=2) if args.json else format_comparison(report))
             return 0
-        result = benchmark(
-            model,
-            batch=args.batch,
-            iterations=args.iterations,
-            warmup=args.warmup,
-            duration=args.duration,
-            progress=Progress(),
-        )
+        result = measure()
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0

@@ -21,7 +21,13 @@ from typing import Any
 # (rtol: the largest error as a share of the output's peak; atol: a floor for outputs that are all near zero).
 # platforms.Machine fields shown on the ``gpu:`` line (driver, CUDA, JetPack, L4T)
 GPU_VERSIONS = ("driver_version", "cuda_version", "jetpack_version", "l4t_version")
-TOLERANCES = {"fp32": (1e-4, 1e-3), "fp16": (1e-3, 3e-2), "int8": (1e-2, 0.15), "fp8": (1e-2, 0.15)}
+TOLERANCES = {
+    "fp32": (1e-4, 1e-3),
+    "fp16": (1e-3, 3e-2),
+    "int8": (1e-2, 0.15),
+    "int8-dynamic": (1e-2, 0.15),
+    "fp8": (1e-2, 0.15),
+}
 # TensorRT and TensorRT-RTX plans: their FP32 layers run on TF32 Tensor Cores by default on Ampere and newer
 # (a 10-bit mantissa), so an fp32 plan differs from FP32 ONNX Runtime by ~1e-3 per layer, up to ~1e-2 of an
 # output's range after a deep network; the other precisions already allow more than that.
@@ -169,7 +175,7 @@ def doctor_inputs(model: Any, images: list[str] | None = None) -> list[tuple[str
 # Quantized artifacts (int8, fp8) are judged by what the user gets: the decoded results (the builder's accuracy
 # gate does the same). Their raw regression outputs drift far more than the results do, most of all on anchors
 # with nothing in them, which the decoder discards; the raw errors are still reported.
-QUANTIZED = ("int8", "fp8")
+QUANTIZED = ("int8", "int8-dynamic", "fp8")
 RESULTS_F1 = 0.9  # boxes matched (same class, IoU >= 0.5) between artifact and reference, as an F1 score
 
 
