@@ -124,9 +124,15 @@ class Server:
         log.info("HTTP (KServe v2 REST%s) on %s", ", TLS" if tls else "", _fmt(listen[0], self.http_port))
 
     async def _start_grpc(self, listen: tuple[str, int], cert: Any, key: Any) -> None:
-        import grpc
+        try:
+            import grpc
 
-        from edge.serve.grpc import add_to_server
+            from edge.serve.grpc import add_to_server
+        except ImportError as exc:
+            raise ServiceError(
+                f"--grpc: the gRPC adapter needs the serve extra ({exc.name or exc} is not installed): "
+                "pip install 'edge-kit[serve]', or serve HTTP only with --grpc off"
+            ) from None
 
         assert self.plane is not None
         limit = self.options.limits.max_request_bytes

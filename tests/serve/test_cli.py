@@ -211,3 +211,16 @@ def test_sigterm_under_load_answers_every_accepted_request(tmp_path: Path, bundl
     # every request the server took was answered, and the client got every one of those answers
     assert sum(answers.values()) == int(m.group(1)), (answers, text)
     assert answers.get("http 200", 0) + answers.get("grpc OK", 0) >= 40 and closed == 8
+
+
+def test_grpc_without_the_serve_extra_is_one_error_line(bundles: dict[str, Path]) -> None:
+    """grpcio missing (modelled by blocking its import in the child), gRPC asked for: one error line, exit 9."""
+    code = (
+        "import sys; sys.modules['grpc'] = None\n"
+        "from edge.cli import main\n"
+        f"sys.exit(main(['serve', {str(bundles['classifier'])!r}, '--no-auth', '--http', 'off', '--grpc', '127.0.0.1:0']))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 9
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --grpc: the gRPC adapter needs the serve extra") and "Traceback" not in r.stderr
