@@ -314,6 +314,7 @@ class Repository:
             if name not in found and self.entries[name].served is not None:
                 log.info("model %s: gone from %s, unloading", name, self.root)
                 await self.unload(name)
+                del self.entries[name]  # forgotten: the same name copied back later is a new model
 
     async def close(self) -> None:
         """Drain and close every model (after the listeners stopped accepting)."""

@@ -228,3 +228,21 @@ def test_a_version_caught_half_copied_is_retried_when_the_copy_ends(
         ]
     finally:
         srv.stop()
+
+
+def test_a_model_removed_then_copied_back(tmp_path: Path, bundles: dict[str, Path], token_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", bundles)
+    srv = ServerThread(options(repo, token_path, poll_s=0)).start()
+    repository = srv.server.repository
+    assert repository is not None
+    try:
+        shutil.move(str(repo / "classifier"), str(tmp_path / "away"))
+        srv.call(repository.poll())
+        assert [r["name"] for r in repository.index()] == ["face"]
+        h = th.InferenceServerClient(srv.http)
+        assert not h.is_model_ready("classifier") and h.is_server_ready()
+        shutil.move(str(tmp_path / "away"), str(repo / "classifier"))
+        srv.call(repository.poll())
+        assert h.is_model_ready("classifier")
+    finally:
+        srv.stop()
