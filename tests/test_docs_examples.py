@@ -6,7 +6,8 @@ whole, and in plain or indented blocks every line that starts with a command (``
 ``curl``, ...) runs. The files the examples name exist there: ``yolo.onnx`` is the tiny YOLOv8 export with a
 dynamic batch and size, ``retinaface.onnx`` / ``face.onnx`` the RetinaFace detector with its real weights,
 ``street.jpg`` / ``photo.jpg`` a 640x480 photo, ``photos/`` and ``images/`` 15 photos (faces and none), ``coco.txt`` 80
-labels; ``scripts/`` and ``tests/`` are the checkout's.
+labels, ``vit.onnx`` a MatMul-heavy classifier (:func:`vit_like`); ``scripts/`` and ``tests/`` are the
+checkout's.
 
 An example that cannot run here is listed in :data:`SKIPS` with the reason (hardware: Jetson power modes,
 cameras, several GPUs, DLA, systemd as root, a remote host; or it is a synopsis with placeholders, not a
@@ -59,6 +60,11 @@ SKIPS: list[tuple[str, str, str]] = [
     ("docs/pipeline.md", r"^edge run pipeline\.yaml", "the camera pipeline above from a config file (rtsp://)"),
     ("docs/runtime.md", r"^edge (doctor|bench) face\.bundle", "the GPU hardware check (a plan built for this GPU)"),
     ("", SYNOPSIS.pattern, "a synopsis with placeholders, not a command"),
+    (
+        "docs/zoo.md",
+        r"^pip install|benchmarks\.zoo",
+        "the zoo: torch, Ultralytics, timm and ~40 min (tests/benchmarks/test_zoo.py runs the tool on a committed export)",
+    ),
 ]
 
 
@@ -177,6 +183,51 @@ def examples(doc: str) -> list[Example]:
     return out
 
 
+def vit_like() -> object:
+    """A MatMul-heavy image classifier standing in for a ViT export: 16x16 patches (one Conv), two MatMul
+    layers over the 196 tokens, mean pooling, a MatMul head, softmax; [1,3,224,224] -> [1,10], random weights."""
+    import numpy as np
+    import onnx
+    from onnx import helper as oh
+    from onnx import numpy_helper as nh
+
+    rng = np.random.default_rng(0)
+
+    def weights(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]) if len(shape) > 2 else shape[0])).astype(
+            np.float32
+        )
+
+    inits = [
+        nh.from_array(weights(32, 3, 16, 16), "patch"),
+        nh.from_array(np.array([1, 32, 196], np.int64), "tokens"),
+        nh.from_array(weights(32, 128), "w1"),
+        nh.from_array(weights(128, 32), "w2"),
+        nh.from_array(weights(32, 10) * 4, "head"),
+    ]
+    nodes = [
+        oh.make_node("Conv", ["input", "patch"], ["p"], kernel_shape=[16, 16], strides=[16, 16]),
+        oh.make_node("Reshape", ["p", "tokens"], ["r"]),
+        oh.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1]),
+        oh.make_node("MatMul", ["t", "w1"], ["h"]),
+        oh.make_node("Relu", ["h"], ["a"]),
+        oh.make_node("MatMul", ["a", "w2"], ["m"]),
+        oh.make_node("ReduceMean", ["m"], ["g"], axes=[1], keepdims=0),
+        oh.make_node("MatMul", ["g", "head"], ["logits"]),
+        oh.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    graph = oh.make_graph(
+        nodes,
+        "vit",
+        [oh.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, 224, 224])],
+        [oh.make_tensor_value_info("probs", onnx.TensorProto.FLOAT, [1, 10])],
+        inits,
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
 def sandbox(folder: Path, needs_face_bundle: bool = True) -> Path:
     """The files the examples name, as a reader would have them."""
     import cv2
@@ -190,6 +241,7 @@ def sandbox(folder: Path, needs_face_bundle: bool = True) -> Path:
         (folder / name).write_bytes(faces)
     shutil.copy(MODELS / "yolov8n-detect-dyn.onnx", folder / "yolo.onnx")
     shutil.copy(MODELS / "yolov8n-detect-static.onnx", folder / "model.onnx")
+    (folder / "vit.onnx").write_bytes(vit_like().SerializeToString())
     photo = cv2.imread(str(MODELS / "coffee.jpg"))
     for name in ("street.jpg", "photo.jpg"):
         cv2.imwrite(str(folder / name), cv2.resize(photo, (640, 480)))
