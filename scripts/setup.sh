@@ -70,6 +70,8 @@ if [ "${EDGE_SYSTEM_PACKAGES:-1}" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-
   dpkg -s gir1.2-gst-rtsp-server-1.0 >/dev/null 2>&1 || need+=(python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0)
   command -v systemd-analyze >/dev/null || need+=(systemd)
   command -v mosquitto >/dev/null || need+=(mosquitto)  # the MQTT broker the mqtt:// sink tests run
+  command -v curl >/dev/null || need+=(curl)  # tests/test_docs_examples.py: the docs' curl examples
+  command -v openssl >/dev/null || need+=(openssl)  # ... and their `openssl rand` token
   if [ -n "$L4T" ]; then  # JetPack's TensorRT bindings and GStreamer-enabled OpenCV (NVIDIA's apt repository)
     dpkg -s python3-libnvinfer >/dev/null 2>&1 || need+=(python3-libnvinfer)
     dpkg -s python3-opencv >/dev/null 2>&1 || need+=(python3-opencv)
