@@ -166,14 +166,26 @@ def _convert_checked(work: onnx.ModelProto, blocked: list[str], plugins: list[st
 
 
 def quant_nodes(model: onnx.ModelProto) -> list[str]:
-    """Nodes to quantize: every Conv/ConvTranspose/Gemm/MatMul, and Adds of two float activations (residuals)."""
+    """Nodes to quantize: every Conv/ConvTranspose/Gemm/MatMul, and Adds of two float activations (residuals).
+
+    An Add whose result reaches no Conv/Gemm/MatMul is no residual but output arithmetic (a detection
+    head's box decoding, ``anchors + distances`` in pixels): int8 there moves boxes by whole pixels, so it stays
+    float.
+    """
     consts = {t.name for t in model.graph.initializer}
     consts |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
     floats = float_tensor_types(model)
+    feeds_weighted: set[str] = set()  # tensors a Conv/Gemm/MatMul reads, directly or further down
+    for node in reversed(model.graph.node):  # ONNX graphs are topologically sorted
+        if node.op_type in WEIGHTED_OPS or any(o in feeds_weighted for o in node.output):
+            feeds_weighted.update(node.input)
     chosen = []
     for node in model.graph.node:
         if node.op_type in WEIGHTED_OPS or (
-            node.op_type == "Add" and len(node.input) == 2 and all(i not in consts and i in floats for i in node.input)
+            node.op_type == "Add"
+            and len(node.input) == 2
+            and all(i not in consts and i in floats for i in node.input)
+            and any(o in feeds_weighted for o in node.output)
         ):
             chosen.append(node.name)
     return chosen
