@@ -169,13 +169,14 @@ def examples(doc: str) -> list[Example]:
             continue
         if kind in ("python", "yaml", "json", "ini", "toml", "proto", "text/plain"):
             continue  # configuration formats: their loaders' tests read them
-        whole = kind in ("sh", "bash", "shell")
+        transcript = kind == "console" and any(text.strip().startswith("$ ") for _, text in body)
+        whole = kind in ("sh", "bash", "shell") or (kind == "console" and not transcript)
         for number, text in _joined(body):
             stripped = text.strip()
             if not stripped or stripped.startswith("#"):
                 continue
-            if kind == "console" and not stripped.startswith("$ "):
-                continue  # a transcript: the rest is output
+            if transcript and not stripped.startswith("$ "):
+                continue  # a transcript: the rest is output (a console block without prompts is all commands)
             if not whole and (not COMMAND.match(stripped) or re.match(r"^\S+ \S+: ", stripped)):
                 continue  # output ("edge demo: ..."), a table or prose inside a plain block
             command = stripped[2:] if stripped.startswith("$ ") else stripped
