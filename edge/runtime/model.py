@@ -170,6 +170,12 @@ class Model:
                 f"predict: the model has inputs {[t.name for t in self.inputs]} and preprocess.input "
                 f"{self.manifest.preprocess.input!r}; images need a single image input, use infer_raw(tensors)"
             )
+        if len(self._input.shape) != 4:
+            raise ConfigError(
+                f"predict: input {self._input.name!r} has shape {list(self._input.shape)}; images need a 4-D input "
+                f"with a batch axis ({self.manifest.preprocess.layout.upper()}): re-export the model with one, "
+                "or feed tensors with infer_raw(tensors)"
+            )
         return self._input
 
     def prepare(self, images: Sequence[ImageLike], offset: int = 0) -> tuple[dict[str, np.ndarray], list[Meta]]:
