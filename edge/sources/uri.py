@@ -118,6 +118,10 @@ def parse_source_uri(uri: str) -> SourceURI:
     if m is None:
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\\/]", uri) and not Path(uri).exists():
             raise ConfigError(f"unsupported source {shown!r}: write it as a URI such as file://{shown} or rtsp://...")
+        path, sep, query = uri.partition("?")
+        if sep and not Path(uri).exists():  # clip.mp4?loop=1: options as on file://clip.mp4?loop=1
+            options, _ = _options(shown, "file", parse_qsl(query, keep_blank_values=True), False)
+            return SourceURI(shown, "file", path, options)
         return SourceURI(shown, "file", uri, {})  # a bare path
     scheme = m.group(1).lower()
     if scheme not in SCHEMES:

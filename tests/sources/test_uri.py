@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +43,8 @@ from edge.sources.gstreamer import has_element
         ("file://clip.mp4", "file", "clip.mp4", {}, None),
         ("file:///abs/dir?loop=1", "file", "/abs/dir", {"loop": True}, None),
         ("clip.mp4", "file", "clip.mp4", {}, None),
+        ("clip.mp4?loop=1&fps=3", "file", "clip.mp4", {"loop": True, "fps": 3.0}, None),  # as docs/pipeline.md
+        ("dir/?frames=2", "file", "dir/", {"frames": 2}, None),
         ("gst://videotestsrc ! video/x-raw,width=64", "gst", "videotestsrc ! video/x-raw,width=64", {}, None),
         ("gst://videotestsrc num-buffers=3?live=true", "gst", "videotestsrc num-buffers=3", {"live": True}, None),
         ("test://?width=1920&height=1080&fps=30", "test", "", {"width": 1920, "height": 1080, "fps": 30.0}, None),
@@ -58,6 +61,7 @@ from edge.sources.gstreamer import has_element
         ("v4l2://", None, None, None, "expected a device"),
         ("file://", None, None, None, "expected a path"),
         ("file://x.mp4?api=magic", None, None, None, "api='magic' is not one of"),
+        ("clip.mp4?lop=1", None, None, None, "unknown option 'lop' for file://"),
         ("", None, None, None, "expected a URI"),
         ("test://?pattern=plaid", None, None, None, "pattern='plaid' is not one of bars, noise"),
     ],
@@ -115,3 +119,12 @@ def test_passwords_never_reach_names_or_logs(text: str, shown: str) -> None:
 def test_source_name_hides_the_password() -> None:
     src = open_source("rtsp://admin:s3cret@127.0.0.1:9/live?timeout=1")
     assert src.uri == "rtsp://admin:***@127.0.0.1:9/live?timeout=1"
+
+
+def test_a_bare_path_whose_name_holds_a_question_mark_stays_a_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "odd?name.mp4").write_bytes(b"")
+    parsed = parse_source_uri("odd?name.mp4")
+    assert (parsed.scheme, parsed.target, dict(parsed.options)) == ("file", "odd?name.mp4", {})
