@@ -79,8 +79,11 @@ def feed_spec(spec: TensorSpec, profiles: Profiles) -> TensorSpec:
 def prepare(options: BuildOptions, precision: str, postprocess: PostprocessSpec) -> Prepared:
     model = load_onnx(options.model)
     simplifier = None
-    if options.simplify:
-        model, simplifier = simplify(model)
+    if options.simplify is not False:
+        # fp32 builds get the cheap tidy pass only unless --simplify: TensorRT and ONNX Runtime fold constants,
+        # fuse BatchNorm and merge duplicates themselves, and onnxslim's import alone costs more than a small
+        # model's whole TensorRT-RTX build; the precision conversions read the graph, so they get onnxslim.
+        model, simplifier = simplify(model, slim=options.simplify is True or precision != "fp32")
     if options.shapes:
         model = fix_shapes(model, options.shapes)
     inputs, outputs = describe_io(model)

@@ -56,7 +56,7 @@ class BuildOptions:
     hardware_compatibility: str | None = None
     version_compatible: bool = False
     skip_unavailable: bool = False
-    simplify: bool = True
+    simplify: bool | None = None  # None: onnxslim for fp16/int8/fp8/int8-dynamic, the tidy pass for fp32
     # preprocess spec
     color: str | None = None
     scale: float | None = None

@@ -80,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser, prog: str = "edge build") -> 
         action="store_true",
         help="targets whose TensorRT is not on this machine get no plan (they run the ONNX) instead of an error",
     )
-    g_add("--no-simplify", action="store_true", help="skip the ONNX simplifier")
+    g_add("--no-simplify", action="store_true", help="leave the graph as exported (no tidy pass, no onnxslim)")
+    g_add("--simplify", action="store_true", help="run onnxslim for fp32 builds too (always run for other precisions)")
     group = parser.add_argument_group("preprocess (recorded in the manifest, used by calibration and the runtime)")
     g_add(
         "--preset",
@@ -215,7 +216,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         hardware_compatibility=args.hardware_compatibility,
         version_compatible=args.version_compatible,
         skip_unavailable=args.skip_unavailable,
-        simplify=not args.no_simplify,
+        simplify=_simplify_flag(args),
         color=pre["color"],
         scale=pre["scale"],
         mean=pre["mean"],
@@ -254,6 +255,12 @@ def _sigterm_as_interrupt() -> Any:
 
 def _size_text(size: int) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+
+
+def _simplify_flag(args: argparse.Namespace) -> bool | None:
+    if args.simplify and args.no_simplify:
+        raise ConfigError("--simplify and --no-simplify: give one of them")
+    return False if args.no_simplify else (True if args.simplify else None)
 
 
 def _accuracy_text(acc: dict[str, Any]) -> str:

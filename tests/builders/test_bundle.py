@@ -137,3 +137,38 @@ def test_output_below_a_file_names_the_file(tmp_path: Path) -> None:
         == f"{out}: cannot create the bundle there ({tmp_path / 'afile'} is a file, not a folder); choose another -o path"
     )
     assert leftovers(tmp_path) == ["afile"]
+
+
+@pytest.mark.parametrize("replaced", [True, False], ids=["replacing-a-bundle", "new-output"])
+def test_a_failed_commit_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replaced: bool) -> None:
+    """The rename that moves the finished bundle into place fails (the double below stands in for the
+    filesystem refusing a rename, e.g. EXDEV across mounts, EIO, or a folder another process created at
+    -o meanwhile): the previous bundle is back, byte for byte, and nothing else is left beside it. What it
+    does not model: a crash between the two renames (the previous bundle then waits in ``.m.bundle.old-*``)."""
+    import errno
+    import os
+
+    out = tmp_path / "m.bundle"
+    if replaced:
+        with BundleWriter(out) as bundle:
+            bundle.path("model.onnx").write_bytes(b"v1")
+            bundle.commit(manifest())
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_replace = os.replace
+
+    def refuse_the_new_bundle(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(src).name.startswith(".m.bundle.tmp-"):
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+        real_replace(src, dst)
+
+    monkeypatch.setattr("builders.bundle.os.replace", refuse_the_new_bundle)
+    with pytest.raises(BuildError) as caught, BundleWriter(out, force=True) as bundle:
+        bundle.path("model.onnx").write_bytes(b"v2")
+        bundle.commit(manifest())
+    assert str(caught.value) == f"{out}: cannot move the finished bundle into place (Invalid cross-device link)"
+    if replaced:
+        assert leftovers(tmp_path) == ["m.bundle"]
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+        assert read_manifest(out).files["model.onnx"]["size"] == 2
+    else:
+        assert leftovers(tmp_path) == []

@@ -13,7 +13,15 @@ import pytest
 
 from builders.onnx_load import describe_io, load_onnx
 from builders.shapes import fix_shapes, ort_session
-from builders.simplify import FOLD_FLOOR_BYTES, fold_limit, outputs_agree, simplifier_name, simplify
+from builders.simplify import (
+    FOLD_FLOOR_BYTES,
+    fold_limit,
+    outputs_agree,
+    simplifier_name,
+    simplify,
+    simplify_work,
+    tidy,
+)
 from tests.models import LIGHT
 
 
@@ -63,10 +71,54 @@ def test_unverifiable_result_falls_back_with_a_warning(caplog: pytest.LogCapture
     )
     with caplog.at_level(logging.WARNING, logger="builders.simplify"):
         out, tool = simplify(model)
-    assert tool is None
-    assert out is model
+    assert tool == "edge tidy"  # the kit's exact tidy pass (the Identity) stays; onnxslim's result does not
+    assert [n.op_type for n in out.graph.node] == ["Relu", "Frobnicate"]
     assert "building from the unsimplified model" in caplog.text
     assert "com.example:Frobnicate" in caplog.text
+
+
+def _untidy() -> onnx.ModelProto:
+    """x -> Identity -> Dropout -> Mul(Constant 2) -> y, plus a dead Sigmoid and an unused weight."""
+    x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    two = onnx.numpy_helper.from_array(np.full((1, 4), 2.0, np.float32))
+    nodes = [
+        oh.make_node("Identity", ["x"], ["i"], name="identity"),
+        oh.make_node("Dropout", ["i"], ["d"], name="dropout"),
+        oh.make_node("Constant", [], ["two"], value=two, name="constant"),
+        oh.make_node("Mul", ["d", "two"], ["y"], name="mul"),
+        oh.make_node("Sigmoid", ["y"], ["unused"], name="dead"),
+    ]
+    spare = onnx.numpy_helper.from_array(np.zeros(3, np.float32), "spare")
+    graph = oh.make_graph(nodes, "untidy", [x], [y], [spare])
+    return onnx.shape_inference.infer_shapes(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]))
+
+
+def test_tidy_pass_removes_what_needs_no_simplifier() -> None:
+    model = _untidy()
+    tidied, removed = tidy(model)
+    assert removed == 4 and [n.op_type for n in tidied.graph.node] == ["Mul"]
+    assert [t.name for t in tidied.graph.initializer] == ["two"]
+    assert simplify_work(model) == "1 Identity node(s)" and simplify_work(tidied) is None
+    x = {"x": np.array([[1.0, -2.0, 3.5, 0.0]], np.float32)}
+    np.testing.assert_array_equal(ort_session(tidied).run(None, x)[0], x["x"] * 2)
+    assert tidy(tidied) == (tidied, 0)  # nothing left: the same object back
+
+
+def test_fp32_leaves_onnxslim_out_and_a_clean_graph_skips_it(
+    retinaface_onnx: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = load_onnx(retinaface_onnx)
+    with caplog.at_level(logging.INFO, logger="builders.simplify"):
+        tidied, tool = simplify(model, slim=False)
+    assert tool == "edge tidy" and "onnxslim skipped for fp32" in caplog.text
+    assert not any(n.op_type in ("Constant", "Identity") for n in tidied.graph.node)
+    clean = _untidy()
+    clean, _ = tidy(clean)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="builders.simplify"):
+        same, tool = simplify(clean)
+    assert same is clean and tool is None and "nothing to simplify after the tidy pass" in caplog.text
 
 
 def test_a_changed_result_is_reported() -> None:
