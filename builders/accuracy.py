@@ -9,7 +9,7 @@ Per output: ``cosine`` (mean over samples) and ``cosine_min``, ``max_abs_error``
 (largest ``|a-b|`` over the largest ``|a|``) and ``l1_relative_error`` (sum ``|a-b|`` over sum ``|a|``).
 Then one task-level ``score``:
 
-- detectors (``postprocess.task == "detect"``): ``box_recall``, the share of reference boxes that the
+- detectors (``postprocess.task`` detect, segment, pose or obb): ``box_recall``, the share of reference boxes that the
   converted model also finds (same class, IoU >= 0.5). So that a score drifting across the threshold is
   not a miss, the converted model's boxes are taken down to half the score threshold here; the boxes it
   reports above the threshold that the reference lacks (even at half) are counted as ``extra``;
@@ -34,7 +34,7 @@ from builders.onnx_load import lowest_ir_version
 from builders.progress_bar import ProgressBar
 from builders.shapes import ort_error_summary, ort_session
 from edge.errors import BuildError
-from edge.spec import PostprocessSpec, PreprocessSpec
+from edge.spec import BOX_TASKS, PostprocessSpec, PreprocessSpec
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def compare_to_reference(
     notes: list[str] = []
     decode: Callable[..., list[Any]] | None = None
     task = postprocess.task if postprocess is not None else "raw"
-    if task in ("detect", "classify"):
+    if task in (*BOX_TASKS, "classify"):
         try:
             from edge.decoders import decode as _decode
 
@@ -213,7 +213,7 @@ def compare_to_reference(
                 stats[name].add(ref[name], got[name])
             if decode is not None and postprocess is not None and low is not None:
                 metas = _metas(sample, preprocess)
-                if task == "detect":
+                if task in BOX_TASKS:
                     ref_hi, cand_lo = decode(ref, postprocess, metas), decode(got, low, metas)
                     cand_hi, ref_lo = decode(got, postprocess, metas), decode(ref, low, metas)
                     for r, c_lo, c_hi, r_lo in zip(ref_hi, cand_lo, cand_hi, ref_lo):
@@ -240,7 +240,7 @@ def compare_to_reference(
     images = sum(_batch(sample) for sample in samples)
     result["images"] = images
     metric, score = "cosine", outputs[worst]["cosine"]
-    if decode is not None and task == "detect":
+    if decode is not None and task in BOX_TASKS:
         recall = boxes["matched"] / boxes["reference"] if boxes["reference"] else None
         result["boxes"] = {"iou": IOU, **boxes, "recall": None if recall is None else round(recall, 6)}
         if recall is None:
@@ -278,10 +278,28 @@ def _batch(sample: Sample) -> int:
     return int(first.shape[0]) if first.ndim else 1
 
 
-def gate(result: dict[str, Any], max_drop: float | None) -> None:
-    """Raise a BuildError with the numbers when ``result["drop"] > max_drop``; records the verdict in ``result``."""
+HINTS = {
+    "fp16": "give --calib with representative images (the FP16 range check keeps overflowing nodes in FP32), "
+    "or build --precision fp32",
+    "int8-dynamic": "dynamic quantization costs this model too much: use --precision fp16, or int8 with --calib DIR",
+}
+INT8_HINT = "try another --calib-method, more or more representative calibration images, or --precision fp16"
+
+
+def gate(result: dict[str, Any], max_drop: float | None, precision: str = "int8") -> None:
+    """Raise a BuildError with the numbers when ``result["drop"] > max_drop``; records the verdict in ``result``.
+
+    A detector gate with no reference box to find is refused: box recall is then unmeasured, and the
+    cosine it would fall back to says nothing about the boxes."""
     if max_drop is None:
         return
+    boxes = result.get("boxes")
+    if boxes is not None and not boxes["reference"]:
+        raise BuildError(
+            f"accuracy gate: the FP32 model finds no box in the {result.get('images', result['samples'])} "
+            "validation image(s), so box recall cannot be measured; give --val DIR with images showing the "
+            "objects (or lower --score-threshold), or drop --max-drop"
+        )
     result["max_drop"] = max_drop
     result["passed"] = result["drop"] <= max_drop
     c = result.get("confidence")
@@ -305,5 +323,5 @@ def gate(result: dict[str, Any], max_drop: float | None) -> None:
     parts.append(f"lowest output cosine {worst[1]['cosine']:.4f}: {worst[0]}")
     raise BuildError(
         f"accuracy gate: drop {result['drop']:.2%} exceeds --max-drop {max_drop:.2%} ({'; '.join(parts)}); "
-        "try another --calib-method, more or more representative calibration images, or --precision fp16"
+        f"{HINTS.get(precision, INT8_HINT)}"
     )

@@ -134,5 +134,5 @@ def prepare(options: BuildOptions, precision: str, postprocess: PostprocessSpec)
             reference, model, val, postprocess, preprocess, as_tensorrt=precision != "int8-dynamic"
         )
         accuracy["validation"] = validation
-        gate(accuracy, options.max_drop)
+        gate(accuracy, options.max_drop, precision)
     return Prepared(model, inputs, outputs, profiles, preprocess, simplifier, calibration, accuracy)

@@ -17,7 +17,17 @@ import platforms
 from builders.engine_trt import HARDWARE_COMPATIBILITY
 from edge.errors import ConfigError
 from edge.manifest import PRECISIONS
-from edge.spec import BOX_TASKS, COLORS, DECODERS, DECODERS_WITHOUT_CLASS_NMS, LAYOUTS, PAD_ALIGNS, RESIZE_MODES, TASKS
+from edge.spec import (
+    BOX_TASKS,
+    COLORS,
+    DECODERS,
+    DECODERS_WITHOUT_CLASS_NMS,
+    LAYOUTS,
+    PAD_ALIGNS,
+    RESIZE_MODES,
+    TASKS,
+    YOLO_TASK_DECODERS,
+)
 from platforms import Platform
 
 CALIB_METHODS = ("entropy", "minmax", "percentile")
@@ -99,8 +109,13 @@ class BuildOptions:
         _choice("--hardware-compatibility", self.hardware_compatibility, tuple(HARDWARE_COMPATIBILITY))
         if self.task == "detect" and self.decoder is None:
             raise ConfigError(f"--task detect needs --decoder (one of {', '.join(DECODERS)})")
-        if self.decoder is not None and self.task != "detect":
-            raise ConfigError(f"--decoder {self.decoder} needs --task detect")
+        if self.decoder is not None and self.task not in BOX_TASKS:
+            raise ConfigError(f"--decoder {self.decoder} needs --task {', '.join(BOX_TASKS[:-1])} or {BOX_TASKS[-1]}")
+        if self.task in BOX_TASKS[1:] and self.decoder not in (None, *YOLO_TASK_DECODERS):
+            raise ConfigError(
+                f"--task {self.task} takes --decoder {' or '.join(YOLO_TASK_DECODERS)} (Ultralytics heads), "
+                f"not {self.decoder}"
+            )
         _check_precision_on_named_targets(self.precision, self.targets)
         if self.precision in ("int8", "fp8") and self.calib is None:
             raise ConfigError(

@@ -87,6 +87,27 @@ def test_detector_without_reference_boxes_falls_back_to_cosine(
     assert result["boxes"]["reference"] == 0 and result["boxes"]["recall"] is None
     assert result["metric"] == "cosine"
     assert any("finds no box" in note for note in result["notes"])
+    gate(result, None)  # reported, not gated
+    # gated, the cosine would say nothing about boxes: refused, whatever the cosine
+    with pytest.raises(BuildError, match=r"^accuracy gate: the FP32 model finds no box in the 4 validation image"):
+        gate(result, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("precision", "hint"),
+    [
+        ("int8", "try another --calib-method"),
+        ("fp8", "try another --calib-method"),
+        ("fp16", "the FP16 range check keeps overflowing nodes in FP32"),
+        ("int8-dynamic", "dynamic quantization costs this model too much"),
+    ],
+)
+def test_gate_hint_fits_the_precision(precision: str, hint: str) -> None:
+    result = {"metric": "cosine", "score": 0.9, "drop": 0.1, "samples": 3, "outputs": {"y": {"cosine": 0.9}}}
+    with pytest.raises(BuildError) as info:
+        gate(result, 0.01, precision)
+    assert hint in str(info.value)
+    assert (precision in ("int8", "fp8")) == ("--calib-method" in str(info.value))
 
 
 def _dets(boxes: list[list[float]], classes: list[int], scores: list[float] | None = None) -> Detections:

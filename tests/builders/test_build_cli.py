@@ -300,7 +300,8 @@ OPTION_ERRORS = [
     ({"targets": ("cpu", "cpu")}, r"--target: a target is given twice"),
     ({"precision": "int4"}, r"--precision: 'int4' is not one of fp32, fp16, int8, fp8"),
     ({"task": "detect"}, r"--task detect needs --decoder"),
-    ({"decoder": "yolov8"}, r"--decoder yolov8 needs --task detect"),
+    ({"decoder": "yolov8"}, r"--decoder yolov8 needs --task detect, segment, pose or obb$"),
+    ({"task": "pose", "decoder": "retinaface"}, r"--task pose takes --decoder yolov8 or yolov10 .*not retinaface$"),
     (
         {"targets": ("rtx-ampere", "auto"), "precision": "fp8"},
         r"--precision fp8: target rtx-ampere .* its precisions are fp32, fp16, bf16, int8$",
@@ -315,6 +316,15 @@ OPTION_ERRORS = [
     ({"labels": Path("no-such-labels.txt")}, r"--labels no-such-labels\.txt: no such file or folder"),
     ({"hardware_compatibility": "turing+"}, r"--hardware-compatibility: 'turing\+' is not one of ampere\+, same-cc"),
 ]
+
+
+@pytest.mark.parametrize("task", ["segment", "pose", "obb"])
+@pytest.mark.parametrize("decoder", [None, "yolov8", "yolov10"])
+def test_ultralytics_heads_take_both_yolo_decoders(task: str, decoder: str | None) -> None:
+    from builders.options import BuildOptions
+
+    options = BuildOptions(model=Path("m.onnx"), output=Path("m.bundle"), task=task, decoder=decoder)
+    assert (options.task, options.decoder) == (task, decoder)  # end-to-end (yolov10 layout) heads included
 
 
 @pytest.mark.parametrize(("fields", "message"), OPTION_ERRORS)
