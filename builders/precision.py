@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 FP16_MAX = 65504.0
 FP16_LIMIT = FP16_MAX / 4
 FP8_MAX = 448.0  # largest finite float8 E4M3FN
+# float8 Q/DQ needs opset 19; ONNX Runtime's quantizer moves a DequantizeLinear past a Transpose/Reshape, and
+# those take float8 tensors only from opset 21 (YOLO12's attention: Split -> Transpose -> MatMul).
+FP8_OPSET = 21
 LARGE_MODEL = 1 << 30  # weights beyond 1 GiB go through external data files (protobuf stops at 2 GiB)
 # Ops whose results overflow FP16 on ordinary inputs (exponentials, powers, sums/products over axes).
 OVERFLOW_OPS = (
@@ -255,7 +258,7 @@ def quantize(
         raise ConfigError(f"--calib-method: {method!r} is not one of {', '.join(CALIB_METHODS)}")
     if not samples:
         raise BuildError("no calibration samples: give --calib with at least one image")
-    work = _with_opset(_copy(model), 19 if precision == "fp8" else 13)
+    work = _with_opset(_copy(model), FP8_OPSET if precision == "fp8" else 13)
     name_nodes(work)
     work = onnx.shape_inference.infer_shapes(work)
     nodes = quant_nodes(work)
