@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -31,6 +32,7 @@ OPTIONS = ("loc", "conf", "landmarks", "variances", "steps", "min_sizes")
 STEPS = (8, 16, 32)
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 VARIANCES = (0.1, 0.2)
+LABELS = ("face",)  # class 0, the only one
 
 
 @lru_cache(maxsize=16)
@@ -99,6 +101,8 @@ def decode(outputs: Mapping[str, np.ndarray], spec: PostprocessSpec, metas: Sequ
         )
     check_batch(loc, metas, NAME, "loc")
     v0, v1 = np.float32(variances[0]), np.float32(variances[1])
+    if not spec.labels:  # one class: a bundle built without --labels still says "face", not "0"
+        spec = replace(spec, labels=LABELS)
     results = []
     for i, meta in enumerate(metas):
         pri = priors(meta.net_h, meta.net_w, steps, min_sizes)

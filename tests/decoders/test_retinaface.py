@@ -12,6 +12,7 @@ from edge.decoders import decode
 from edge.decoders.retinaface import priors
 from edge.errors import ConfigError
 from edge.preprocess import Meta, preprocess
+from edge.results import Detections
 from edge.spec import PreprocessSpec
 from tests.decoders.conftest import LETTERBOX, check_case, spec
 
@@ -208,3 +209,13 @@ def test_real_model_letterboxed_lands_on_the_face(session: Any) -> None:
     # the full-size run finds (177.8, 56.9, 273.1, 177.3); at 0.625 scale the model sees a smaller face
     np.testing.assert_allclose(result.boxes[0], [177.8, 56.9, 273.1, 177.3], atol=6.0)
     assert isinstance(meta, Meta)
+
+
+def test_one_class_is_called_face_without_labels() -> None:
+    """A bundle built without --labels (docs/build.md's RetinaFace examples) names its only class "face"
+    (not "0"); given labels still win."""
+    (result,) = decode(heads(N, {I_BIG: MOVED}), spec("retinaface"), [LETTERBOX])
+    assert isinstance(result, Detections) and len(result) == 1
+    assert result.label(int(result.class_ids[0])) == "face"
+    (named,) = decode(heads(N, {I_BIG: MOVED}), spec("retinaface", labels=("person-face",)), [LETTERBOX])
+    assert isinstance(named, Detections) and named.label(int(named.class_ids[0])) == "person-face"
