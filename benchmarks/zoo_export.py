@@ -98,7 +98,7 @@ def settle_random_weights(model: nn.Module, batch: torch.Tensor) -> None:
         h.remove()
 
 
-def export_ultralytics(v: Variant, dest: Path) -> dict[str, Any]:
+def export_ultralytics(v: Variant, dest: Path, photos: tuple[Path, ...]) -> dict[str, Any]:
     import shutil
 
     import ultralytics
@@ -108,7 +108,7 @@ def export_ultralytics(v: Variant, dest: Path) -> dict[str, Any]:
         torch.manual_seed(sum(map(ord, v.name)))
         # the yaml's own file name (e.g. yolov8n.yaml, yolo11n-seg.yaml) picks the architecture and scale n
         model = YOLO(v.arch, task=v.task)
-        settle_random_weights(model.model, letterbox_batch(v.imgsz))
+        settle_random_weights(model.model, letterbox_batch(v.imgsz, photos))
         cwd = os.getcwd()
         os.chdir(tmp)
         try:
@@ -128,7 +128,7 @@ def export_ultralytics(v: Variant, dest: Path) -> dict[str, Any]:
     return {"exporter": f"ultralytics {ultralytics.__version__} export(format=onnx, simplify=True)"}
 
 
-def export_torch(v: Variant, dest: Path) -> dict[str, Any]:
+def export_torch(v: Variant, dest: Path, photos: tuple[Path, ...]) -> dict[str, Any]:
     """torchvision / timm models through torch.onnx.export (the TorchScript exporter those projects document)."""
     torch.manual_seed(sum(map(ord, v.name)))
     if v.source == "timm":
@@ -147,11 +147,11 @@ def export_torch(v: Variant, dest: Path) -> dict[str, Any]:
             kwargs["weights_backbone"] = None
         model = builder(**kwargs)
         exporter = f"torchvision {torchvision.__version__} models.{v.arch}(weights=None), torch.onnx.export"
-    batch = letterbox_batch(v.imgsz)
+    batch = letterbox_batch(v.imgsz, photos)
     if v.source != "torchvision-detection":  # detection models normalise inside and take a list in train mode
         settle_random_weights(model, batch)
     model.eval()
-    example = batch[:1]
+    example = batch[:1]  # the first photo
     dynamic = {"input": {0: "batch"}} if v.dynamic else None
     names = list(v.outputs) if v.outputs else ["output"]
     torch.onnx.export(
@@ -167,11 +167,11 @@ def export_torch(v: Variant, dest: Path) -> dict[str, Any]:
     return {"exporter": exporter}
 
 
-def export(v: Variant, cache: Path) -> dict[str, Any]:
+def export(v: Variant, cache: Path, photos: tuple[Path, ...] = (PHOTO,)) -> dict[str, Any]:
     dest = cache / f"{v.name}.onnx"
     tmp = dest.with_suffix(".onnx.part")
     start = time.perf_counter()
-    info = export_ultralytics(v, tmp) if v.source == "ultralytics" else export_torch(v, tmp)
+    info = export_ultralytics(v, tmp, photos) if v.source == "ultralytics" else export_torch(v, tmp, photos)
     os.replace(tmp, dest)
     info.update(
         {
@@ -189,17 +189,21 @@ def export(v: Variant, cache: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="export zoo models into the cache")
     parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument(
+        "--photos", type=Path, help="a folder of photos to settle the random weights on (default: coffee.jpg)"
+    )
     parser.add_argument("names", nargs="+")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     args.cache.mkdir(parents=True, exist_ok=True)
     by_name = {v.name: v for v in VARIANTS}
     failed = 0
+    photos = tuple(sorted(args.photos.glob("*.png"))) if args.photos else (PHOTO,)
     for name in args.names:
         v = by_name[name]
         print(f"export {name}: {v.source} {v.arch} ...", flush=True)
         try:
-            info = export(v, args.cache)
+            info = export(v, args.cache, photos)
         except Exception as exc:  # one failed export must not stop the others; the zoo records it
             failed += 1
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()

@@ -41,6 +41,9 @@ def test_box_f1_hand_cases() -> None:
     # boxes clipped to nothing at the border match their identical twin
     e = _boxes((0, 5, 0, 9, 1, 0.9))
     assert box_f1([(e, e)]) == 1.0
+    # no box >= 0.5 on either side: nothing to judge (not a perfect score)
+    weak = _boxes((0, 0, 10, 10, 1, 0.3))
+    assert box_f1([(weak, weak)]) is None and box_f1([(weak, weak)], strong=0.0) == 1.0
 
 
 def test_merge_keeps_other_rows_and_table_counts(tmp_path: Path) -> None:
