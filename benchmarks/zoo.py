@@ -50,6 +50,14 @@ METRICS = {
     "tvdet": "box F1 vs FP32 ONNX Runtime (boxes >= 0.5 matched at IoU >= 0.5, same label)",
     "faces": "face box F1 vs retinaface.detect_faces (IoU >= 0.5)",  # its faces pass 0.9, ours 0.9 too
 }
+SHORT = {
+    "boxes": "box F1",
+    "top1": "top-1",
+    "pixel": "pixels",
+    "tvdet": "box F1 (all boxes)",
+    "faces": "faces vs package",
+}
+RTX_NOT_RUN = "plan built ahead of time; not run (no GPU here)"
 # TensorRT-RTX build errors that name a limit of TensorRT-RTX rather than a kit bug (docs/zoo.md lists them)
 UNSUPPORTED_HINTS = ("unsupported", "not supported", "no importer registered", "cannot parse the model", "plugin")
 STRONG = 0.5  # box metric: detections at or above this score must be matched (see box_f1)
@@ -383,8 +391,11 @@ def markdown(rows: list[Row]) -> str:
             med = f"{np.median(agree):.3f}" if agree else "-"
             counts = [sum(r.build == b for r in sel) for b in ("ok", "fail", "unsupported")]
             lines.append(f"| {t} | {p} | {counts[0]} | {counts[1]} | {counts[2]} | {med} |")
-    lines += ["", "| model | source | task | precision | " + " | ".join(targets) + " | agree | metric | note |"]
-    lines.append("|" + "---|" * (6 + len(targets)))
+    legend = "; ".join(f"{SHORT[k]}: {v}" for k, v in METRICS.items())
+    lines += ["", f"`agree` is measured on the cpu artifact ({legend}). RTX plans: {RTX_NOT_RUN}.", ""]
+    lines += ["| model | source | task | precision | " + " | ".join(targets) + " | agree | metric | note |"]
+    lines.append("|" + "---|" * (7 + len(targets)))
+    short = {v: SHORT[k] for k, v in METRICS.items()}
     keyed: dict[tuple[str, str], dict[str, Row]] = {}
     for r in rows:
         keyed.setdefault((r.model, r.precision), {})[r.target] = r
@@ -394,12 +405,16 @@ def markdown(rows: list[Row]) -> str:
         cpu = by_target.get("cpu", any_row)
         agree_txt = f"{cpu.agree:.3f}" if cpu.agree is not None else "-"
         notes = "; ".join(
-            dict.fromkeys(f"{t}: {r.note}" if t != "cpu" else r.note for t, r in by_target.items() if r.note)
+            dict.fromkeys(
+                f"{t}: {r.note}" if t != "cpu" else r.note
+                for t, r in by_target.items()
+                if r.note and r.note != RTX_NOT_RUN
+            )
         )
         lines.append(
             f"| {model} | {any_row.source} | {any_row.task} | {precision} | "
             + " | ".join(cells)
-            + f" | {agree_txt} | {cpu.metric} | {notes.replace('|', '/')} |"
+            + f" | {agree_txt} | {short.get(cpu.metric, cpu.metric)} | {notes.replace('|', '/')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -473,7 +488,7 @@ def run_variant(
                     status[t] = "fail"
                 log(f"{v.name} {precision} cpu: {metric.split(' vs ')[0].split(' with ')[0]} {agree} {note}")
             elif status[t] == "ok":
-                note = "plan built ahead of time; not run (no GPU here)"
+                note = RTX_NOT_RUN
             rows.append(Row(v.name, v.source, v.task, precision, t, status[t], agree, metric, note))
         for b in work.glob(f"{v.name}-{precision}*.bundle"):
             shutil.rmtree(b, ignore_errors=True)
