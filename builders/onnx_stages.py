@@ -18,9 +18,9 @@ from builders.onnx_load import describe_io, load_onnx
 from builders.options import BuildOptions
 from builders.shapes import fix_shapes, make_profiles
 from builders.simplify import simplify
-from edge.errors import ConfigError
+from edge.errors import ConfigError, EdgeError, first_line
 from edge.manifest import TensorSpec
-from edge.spec import PostprocessSpec, PreprocessSpec
+from edge.spec import BOX_TASKS, PostprocessSpec, PreprocessSpec
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,29 @@ def postprocess_spec(options: BuildOptions, labels: tuple[str, ...]) -> Postproc
     return PostprocessSpec(**fields)
 
 
+def check_decoder(outputs: list[TensorSpec], postprocess: PostprocessSpec) -> None:
+    """Run the bundle's decoder on zeros shaped like the model's outputs (batch 1), so that a decoder
+    that cannot read this model (a pose head given ``--decoder yolov8``, a classifier given ``--task detect``,
+    labels that do not fit the head) fails here, in one line, before calibration and engine builds."""
+    if postprocess.task not in (*BOX_TASKS, "classify"):
+        return
+    if any(not o.shape or any(d <= 0 for d in o.shape[1:]) for o in outputs):
+        return  # axes beyond the batch unknown until the model runs: the decoder checks at run time
+    import numpy as np
+
+    from edge.decoders import decode
+    from edge.preprocess import Meta
+
+    arrays = {o.name: np.zeros(tuple(d if d > 0 else 1 for d in o.shape), np.float32) for o in outputs}
+    try:
+        decode(arrays, postprocess, [Meta(640, 640, 640, 640, 1.0, 1.0, 0.0, 0.0)])
+    except EdgeError as exc:
+        flags = f"--task {postprocess.task}" + (f" --decoder {postprocess.decoder}" if postprocess.decoder else "")
+        raise ConfigError(f"{flags} does not fit this model: {first_line(exc, type(exc).__name__)}") from None
+    except Exception as exc:  # a decoder tripping over zeros says nothing about the layout: leave it to the run
+        log.debug("decoder check on zeros inconclusive: %s", exc)
+
+
 def feed_spec(spec: TensorSpec, profiles: Profiles) -> TensorSpec:
     """The input as calibration and accuracy images are fed: at the profile's opt shape when it is dynamic."""
     profile = profiles.get(spec.name)
@@ -87,6 +110,7 @@ def prepare(options: BuildOptions, precision: str, postprocess: PostprocessSpec)
     if options.shapes:
         model = fix_shapes(model, options.shapes)
     inputs, outputs = describe_io(model)
+    check_decoder(outputs, postprocess)
     preprocess = preprocess_spec(options, inputs)
     profiles = make_profiles(
         model, options.min_shapes, options.opt_shapes, options.max_shapes, shapes=options.shapes, preprocess=preprocess

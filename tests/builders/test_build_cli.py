@@ -574,3 +574,27 @@ def test_a_missing_module_of_the_kit_itself_is_not_disguised(name: str | None) -
 
     assert missing_dependency(ModuleNotFoundError("x", name=name)) is None
     assert "package pyyaml" in str(missing_dependency(ModuleNotFoundError("x", name="yaml")))
+
+
+@pytest.mark.parametrize(
+    ("model", "flags", "message"),
+    [
+        ("yolov8n-cls", ["--task", "detect", "--decoder", "yolov8"], r"--task detect --decoder yolov8 does not fit"),
+        (
+            "yolov8n-detect-static",
+            ["--task", "classify"],
+            r"--task classify does not fit this model: .*\[1, 84, 1029\]",
+        ),
+    ],
+)
+def test_a_decoder_that_cannot_read_the_model_fails_before_the_build(
+    model: str, flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = Path(__file__).resolve().parents[1] / "data" / "models" / f"{model}.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} is not there")
+    rc, stdout, err = run_cli(capsys, path, "-o", tmp_path / "m.bundle", "--target", "cpu", *flags)
+    assert rc == 2 and stdout == ""
+    lines = error_lines(err)
+    assert len(lines) == 1 and re.search(message, lines[0]), lines
+    assert list(tmp_path.iterdir()) == []
