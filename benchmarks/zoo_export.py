@@ -148,7 +148,9 @@ def export_torch(v: Variant, dest: Path, photos: tuple[Path, ...]) -> dict[str, 
         model = builder(**kwargs)
         exporter = f"torchvision {torchvision.__version__} models.{v.arch}(weights=None), torch.onnx.export"
     batch = letterbox_batch(v.imgsz, photos)
-    if v.source != "torchvision-detection":  # detection models normalise inside and take a list in train mode
+    if v.source == "torchvision-detection":
+        settle_detection(model, batch)
+    else:
         settle_random_weights(model, batch)
     model.eval()
     example = batch[:1]  # the first photo
@@ -165,6 +167,26 @@ def export_torch(v: Variant, dest: Path, photos: tuple[Path, ...]) -> dict[str, 
         dynamo=False,
     )
     return {"exporter": exporter}
+
+
+def settle_detection(model: nn.Module, batch: torch.Tensor) -> None:
+    """:func:`settle_random_weights` for a torchvision detector (in train mode it wants targets): its backbone
+    on the normalised photos, then its head on the backbone's features, so its boxes move off the anchors."""
+    mean = torch.tensor(model.transform.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.transform.image_std).view(1, 3, 1, 1)
+    x = (batch - mean) / std
+    settle_random_weights(model.backbone, x)
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = model.head
+
+        def forward(self, feats: torch.Tensor) -> Any:
+            return self.head(list(model.backbone(feats).values()))
+
+    settle_random_weights(Head(), x)  # the backbone is in eval mode inside: only the head's BatchNorms move
+    model.eval()
 
 
 def export(v: Variant, cache: Path, photos: tuple[Path, ...] = (PHOTO,)) -> dict[str, Any]:
