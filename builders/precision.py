@@ -23,7 +23,7 @@ import contextlib
 import io
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -298,29 +298,23 @@ def quantize(
     # full only if some input could not be typed (then ORT's own statistics cover that tensor).
     reader = _Reader(samples if unknown else samples[:1])
     work.metadata_props.add(key="onnx.quant.pre_process", value="onnxruntime.quant")  # silences ORT's hint
-    with tempfile.TemporaryDirectory(prefix="edge-quant-") as tmp:
-        src, dst = Path(tmp) / "model.onnx", Path(tmp) / "quantized.onnx"
-        large = sum(len(t.raw_data) for t in work.graph.initializer) > LARGE_MODEL
-        onnx.save(work, src, save_as_external_data=large)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger():
-                quantize_static(
-                    src,
-                    dst,
-                    reader,
-                    quant_format=QuantFormat.QDQ,
-                    per_channel=True,
-                    activation_type=qtype,
-                    weight_type=qtype,
-                    calibrate_method=calibrate,
-                    nodes_to_quantize=nodes,
-                    extra_options=extra,
-                    use_external_data_format=large,
-                )
-            out = onnx.load(dst)
-        except Exception as exc:  # quantize_static raises assorted exceptions
-            detail = first_line(exc, type(exc).__name__)
-            raise BuildError(f"{precision} quantization failed: {detail}; try --precision fp16") from None
+
+    def run(src: Path, dst: Path, large: bool) -> None:
+        quantize_static(
+            src,
+            dst,
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=qtype,
+            weight_type=qtype,
+            calibrate_method=calibrate,
+            nodes_to_quantize=nodes,
+            extra_options=extra,
+            use_external_data_format=large,
+        )
+
+    out = _run_quantizer(work, precision, run)
     keep = [p for p in out.metadata_props if p.key != "onnx.quant.pre_process"]
     del out.metadata_props[:]
     out.metadata_props.extend(keep)
@@ -329,6 +323,22 @@ def quantize(
     except Exception as exc:  # ORT raises its own untyped exception family
         raise BuildError(f"{precision} model does not load in ONNX Runtime: {ort_error_summary(str(exc))}") from None
     return out
+
+
+def _run_quantizer(work: onnx.ModelProto, label: str, run: Callable[[Path, Path, bool], None]) -> onnx.ModelProto:
+    """Save ``work`` to a temp file, let ONNX Runtime's quantizer ``run(src, dst, large)`` on it (quietly),
+    load the result; its assorted exceptions become one BuildError."""
+    with tempfile.TemporaryDirectory(prefix="edge-quant-") as tmp:
+        src, dst = Path(tmp) / "model.onnx", Path(tmp) / "quantized.onnx"
+        large = sum(len(t.raw_data) for t in work.graph.initializer) > LARGE_MODEL
+        onnx.save(work, src, save_as_external_data=large)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger():
+                run(src, dst, large)
+            return onnx.load(dst)
+        except Exception as exc:  # the quantizers raise assorted exceptions
+            detail = first_line(exc, type(exc).__name__)
+            raise BuildError(f"{label} quantization failed: {detail}; try --precision fp16") from None
 
 
 @contextlib.contextmanager
@@ -357,24 +367,18 @@ def quantize_dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
 
     work = _with_opset(_copy(model), 13)
     name_nodes(work)
-    with tempfile.TemporaryDirectory(prefix="edge-quant-") as tmp:
-        src, dst = Path(tmp) / "model.onnx", Path(tmp) / "quantized.onnx"
-        large = sum(len(t.raw_data) for t in work.graph.initializer) > LARGE_MODEL
-        onnx.save(work, src, save_as_external_data=large)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger():
-                quantize_dynamic(
-                    src,
-                    dst,
-                    op_types_to_quantize=list(DYNAMIC_OPS),
-                    weight_type=QuantType.QInt8,
-                    use_external_data_format=large,
-                    extra_options={"MatMulConstBOnly": True},  # weights only: activation x activation stays float
-                )
-            out = onnx.load(dst)
-        except Exception as exc:  # quantize_dynamic raises assorted exceptions
-            detail = first_line(exc, type(exc).__name__)
-            raise BuildError(f"int8-dynamic quantization failed: {detail}; try --precision fp16") from None
+
+    def run(src: Path, dst: Path, large: bool) -> None:
+        quantize_dynamic(
+            src,
+            dst,
+            op_types_to_quantize=list(DYNAMIC_OPS),
+            weight_type=QuantType.QInt8,
+            use_external_data_format=large,
+            extra_options={"MatMulConstBOnly": True},  # weights only: activation x activation stays float
+        )
+
+    out = _run_quantizer(work, "int8-dynamic", run)
     quantized = sum(n.op_type in DYNAMIC_INT8_OPS for n in out.graph.node)
     if not quantized:
         convs = sum(n.op_type == "Conv" for n in work.graph.node)
