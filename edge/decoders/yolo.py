@@ -49,7 +49,12 @@ def decode(outputs: Mapping[str, np.ndarray], spec: PostprocessSpec, metas: Sequ
         return [_end_to_end_item(pred[i], meta, spec) for i, meta in enumerate(metas)]
     extra = EXTRA[name]
     nc = len(spec.labels)
-    pred = pick(outputs, out_name, lambda a: _channel_axis(a, extra, nc) is not None, name, EXPECTED[name])
+    expected = EXPECTED[name]
+    if nc:
+        expected += f" with nc = {nc} (the labels): {extra + nc} channels"
+    elif name == "yolov8":
+        expected += "; a [B, N, 6] output holds end-to-end rows (nms=True exports, v10, 26): --decoder yolov10"
+    pred = pick(outputs, out_name, lambda a: _channel_axis(a, extra, nc) is not None, name, expected)
     check_batch(pred, metas, name, "the output")
     if _channel_axis(pred, extra, nc) == 2:
         pred = pred.transpose(0, 2, 1)  # -> [B, C, N], a view
@@ -64,6 +69,8 @@ def _channel_axis(a: np.ndarray, extra: int, nc: int) -> int | None:
     if nc:
         return 1 if a.shape[1] == extra + nc else 2 if a.shape[2] == extra + nc else None
     axis = 1 if a.shape[1] < a.shape[2] else 2
+    if extra == 4 and axis == 2 and a.shape[2] == 6:
+        return None  # [B, N, 6] is the end-to-end row layout (x1, y1, x2, y2, score, class), not 2 classes
     return axis if a.shape[axis] > extra else None
 
 

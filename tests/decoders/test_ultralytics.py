@@ -221,3 +221,14 @@ def test_wrong_outputs_are_one_clear_error() -> None:
         PostprocessSpec(task="segment", decoder="retinaface")
     with pytest.raises(ConfigError, match="unknown option for decoder yolov8 \\(pose\\)"):
         decode(outputs, PostprocessSpec(task="pose", options={"kpts": 5}), metas)
+
+
+def test_wrong_decoder_for_the_layout_says_which_fits() -> None:
+    """nms=True rows [1, 300, 6] are not a 2-class dense head; labels that do not fit say so."""
+    ref = _reference("yolov8n-detect-nms")
+    outputs, metas = _run("yolov8n-detect-nms", [_photo()], ref["imgsz"])
+    with pytest.raises(ConfigError, match=r"end-to-end rows .*--decoder yolov10"):
+        decode(outputs, PostprocessSpec(task="detect", decoder="yolov8"), metas)
+    dense, metas = _run("yolo11n-detect", [_photo()], 256)
+    with pytest.raises(ConfigError, match=r"with nc = 10 \(the labels\): 14 channels; got output0 \[1, 84, 1344\]"):
+        decode(dense, PostprocessSpec(task="detect", decoder="yolov8", labels=tuple("abcdefghij")), metas)
