@@ -160,6 +160,10 @@ def execute(
         if getattr(cfg, "tracker", None) is not None or getattr(cfg, "analytics", None) is not None:
             from edge.events.stage import EventStage
 
+            if cfg.analytics is not None:
+                from edge.events.analytics import check_classes
+
+                check_classes(cfg.analytics, model.manifest.postprocess.labels)
             events = EventStage(cfg.tracker, cfg.analytics)
             log.info("events: %s", events.describe())
         pipeline = Pipeline(model, sources, sinks, options, events=events)

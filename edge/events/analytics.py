@@ -78,6 +78,36 @@ class Counts:
         }
 
 
+def check_classes(config: AnalyticsConfig, labels: Sequence[str]) -> None:
+    """ConfigError for a line's or zone's ``classes`` entry that can never match the model's ``labels``
+    (a typo such as ``persn`` would count nothing, silently). Without labels the model's classes are named by
+    their ids (``"0"``), so nothing can be checked."""
+    if not labels:
+        return
+    from difflib import get_close_matches
+
+    from edge.errors import ConfigError
+
+    known = set(labels)
+    groups: tuple[tuple[str, Sequence[LineSpec | ZoneSpec]], ...] = (("lines", config.lines), ("zones", config.zones))
+    for kind, specs in groups:
+        for i, spec in enumerate(specs):
+            for c in spec.classes:
+                if isinstance(c, int) and not 0 <= c < len(labels):
+                    raise ConfigError(
+                        f"analytics.{kind}[{i}] ({spec.name}).classes: class id {c} is not one of the model's "
+                        f"{len(labels)} classes (0..{len(labels) - 1})"
+                    )
+                if isinstance(c, str) and c not in known:
+                    close = get_close_matches(c, labels, n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    shown = ", ".join(labels[:8]) + (f", ... ({len(labels)} in all)" if len(labels) > 8 else "")
+                    raise ConfigError(
+                        f"analytics.{kind}[{i}] ({spec.name}).classes: {c!r} is not a label of the model; {hint}"
+                        f"its labels: {shown}"
+                    )
+
+
 def anchors(boxes: np.ndarray, anchor: str) -> np.ndarray:
     x = (boxes[:, 0] + boxes[:, 2]) / 2
     y = boxes[:, 3] if anchor == "bottom_center" else (boxes[:, 1] + boxes[:, 3]) / 2
