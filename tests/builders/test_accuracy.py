@@ -204,3 +204,46 @@ def test_bootstrap_interval_holds_the_mean_and_narrows_with_more_samples() -> No
     assert (hi_many - lo_many) / 2 == pytest.approx(half, rel=0.2)
     assert bootstrap_interval(few) == (lo_few, hi_few)  # seeded
     assert bootstrap_interval([0.5]) == (0.5, 0.5)
+
+
+def _constant_detector(boxes: np.ndarray) -> onnx.ModelProto:
+    """A 'detector' whose output0 [1, 84, N] is ``boxes`` whatever the 640x640 image (yolov8 layout)."""
+    import onnx.helper as oh
+
+    nodes = [
+        oh.make_node("ReduceMax", ["images"], ["peak"], keepdims=0),
+        oh.make_node("Mul", ["peak", "zero"], ["nothing"]),
+        oh.make_node("Add", ["table", "nothing"], ["output0"]),
+    ]
+    graph = oh.make_graph(
+        nodes,
+        "constant_detector",
+        [oh.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [1, 3, 640, 640])],
+        [oh.make_tensor_value_info("output0", onnx.TensorProto.FLOAT, list(boxes.shape))],
+        [
+            onnx.numpy_helper.from_array(boxes.astype(np.float32), "table"),
+            onnx.numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+        ],
+    )
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+
+
+def test_nms_keeping_the_other_of_two_overlapping_boxes_is_not_a_miss() -> None:
+    # Two 50x50 boxes 18 px apart (IoU 0.47: NMS at 0.45 keeps one, matching at 0.5 would not pair them).
+    # The candidate's scores move by 1 %, so NMS keeps the other box: the same detection, not a loss.
+    table = np.zeros((1, 84, 100), np.float32)  # 98 empty anchors: the layout needs N > 84
+    table[0, :4, 0] = (100, 100, 50, 50)
+    table[0, :4, 1] = (118, 100, 50, 50)
+    table[0, 4, :2] = (0.800, 0.795)
+    moved = table.copy()
+    moved[0, 4, :2] = (0.792, 0.803)
+    spec = PostprocessSpec(task="detect", decoder="yolov8", score_threshold=0.5, iou_threshold=0.45)
+    samples = [{"images": np.zeros((1, 3, 640, 640), np.float32)}]
+    result = compare_to_reference(_constant_detector(table), _constant_detector(moved), samples, spec)
+    assert result["boxes"]["reference"] == 1 and result["boxes"]["recall"] == 1.0
+    assert result["boxes"]["extra"] == 0
+    # a box that really moves (IoU < 0.5 with anything the reference has) is a miss
+    shifted = moved.copy()
+    shifted[0, 0, :2] += 60
+    result = compare_to_reference(_constant_detector(table), _constant_detector(shifted), samples, spec)
+    assert result["boxes"]["recall"] == 0.0 and result["boxes"]["extra"] == 1
