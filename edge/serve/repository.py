@@ -71,34 +71,58 @@ def model_name_of_bundle(path: Path) -> str:
     return name[: -len(".bundle")] if name.endswith(".bundle") and len(name) > 7 else name
 
 
+def _versions(folder: Path) -> list[Path]:
+    """``folder``'s VERSION/ subdirectories that hold a bundle."""
+    return [v for v in folder.iterdir() if v.is_dir() and v.name.isdigit() and (v / MANIFEST).is_file()]
+
+
+def _newest(name: str, folder: Path, versions: list[Path]) -> OnDisk:
+    config_path = folder / CONFIG
+    latest = max(versions, key=lambda v: int(v.name))
+    return OnDisk(
+        name, str(int(latest.name)), latest, config_path, (latest.name, _tree_key(latest), _stat_key(config_path))
+    )
+
+
 def scan(root: Path) -> dict[str, OnDisk | str]:
-    """Every model in ``root``: what to serve, or why nothing can be (a string)."""
+    """Every model in ``root``: what to serve, or why nothing can be (a string).
+
+    ``root`` is a repository (``NAME/VERSION/``), or one model's folder of it (``VERSION/`` and its
+    ``config.yaml``: served under the folder's name), or one bundle (a version folder ``NAME/2`` is model
+    NAME, version 2, with NAME's ``config.yaml``)."""
     if (root / MANIFEST).is_file():
+        resolved = root.resolve()
+        if resolved.name.isdigit() and resolved.parent.name:
+            name, config_path = resolved.parent.name, resolved.parent / CONFIG
+            key = (_tree_key(root), _stat_key(config_path))
+            return {name: OnDisk(name, str(int(resolved.name)), root, config_path, key)}
         name = model_name_of_bundle(root)
         return {name: OnDisk(name, "1", root, None, _tree_key(root))}
     if not root.is_dir():
-        raise ConfigError(f"{root}: not a model repository or a bundle directory (no such directory)")
+        if root.suffix.lower() == ".onnx" and root.is_file():
+            raise ConfigError(
+                f"{root}: an ONNX model, not a bundle; build one first: `edge build {root} -o {root.stem}.bundle` "
+                f"(add --target, --precision, --task/--decoder as docs/build.md shows), then serve {root.stem}.bundle"
+            )
+        why = "a file, not a directory" if root.exists() else "no such directory"
+        raise ConfigError(f"{root}: not a model repository or a bundle directory ({why})")
+    versions = _versions(root)
+    if versions:  # one model's folder
+        name = root.resolve().name
+        return {name: _newest(name, root, versions)}
     found: dict[str, OnDisk | str] = {}
     for entry in sorted(root.iterdir()):
         if entry.name.startswith(".") or not entry.is_dir():
             continue
-        config_path = entry / CONFIG
-        cfg_key = _stat_key(config_path)
         if (entry / MANIFEST).is_file():
-            found[entry.name] = OnDisk(entry.name, "1", entry, config_path, (_tree_key(entry), cfg_key))
+            config_path = entry / CONFIG
+            found[entry.name] = OnDisk(entry.name, "1", entry, config_path, (_tree_key(entry), _stat_key(config_path)))
             continue
-        versions = [v for v in entry.iterdir() if v.is_dir() and v.name.isdigit() and (v / MANIFEST).is_file()]
+        versions = _versions(entry)
         if not versions:
             found[entry.name] = f"{entry}: no version directory with a bundle (expected {entry}/1/{MANIFEST})"
             continue
-        latest = max(versions, key=lambda v: int(v.name))
-        found[entry.name] = OnDisk(
-            entry.name,
-            str(int(latest.name)),
-            latest,
-            config_path,
-            (latest.name, _tree_key(latest), cfg_key),
-        )
+        found[entry.name] = _newest(entry.name, entry, versions)
     return found
 
 
