@@ -200,6 +200,7 @@ def compare_to_reference(
     except Exception as exc:  # ORT raises its own untyped exception family
         raise BuildError(f"accuracy check: ONNX Runtime cannot load a model: {ort_error_summary(str(exc))}") from None
     names = [o.name for o in ref_session.get_outputs()]
+    cand_types = {i.name: i.type for i in cand_session.get_inputs()}
     stats = {name: _OutputStats() for name in names}
     boxes = {"reference": 0, "matched": 0, "extra": 0}
     top1 = [0, 0]
@@ -220,7 +221,7 @@ def compare_to_reference(
         for sample in samples:
             try:
                 ref = dict(zip(names, ref_session.run(names, sample)))
-                got = dict(zip(names, cand_session.run(names, sample)))
+                got = dict(zip(names, cand_session.run(names, _as_inputs(sample, cand_types))))
             except Exception as exc:  # ORT raises its own untyped exception family
                 raise BuildError(f"accuracy check: inference failed: {ort_error_summary(str(exc))}") from None
             for name in names:
@@ -285,6 +286,11 @@ def compare_to_reference(
         log.warning("accuracy check: %s", small)
     result.update(metric=metric, score=round(score, 6), drop=round(1.0 - score, 6), notes=notes)
     return result
+
+
+def _as_inputs(sample: Sample, types: dict[str, str]) -> Sample:
+    """``sample`` with float16 arrays where the candidate takes float16 (an ``--fp16-io`` model)."""
+    return {k: v.astype(np.float16) if types.get(k) == "tensor(float16)" else v for k, v in sample.items()}
 
 
 def _batch(sample: Sample) -> int:

@@ -327,19 +327,20 @@ def apply_plan(
 
     outputs = {o.name for o in graph.output}
     rename: dict[str, str] = {}
-    tail: dict[str, list[onnx.NodeProto]] = {}  # producer name -> Casts that restore FP32 outputs after it
+    tail: dict[str, list[onnx.NodeProto]] = {}  # producer name -> Casts that give outputs their I/O type
+    io_type = FLOAT if keep_io_types else HALF  # the type every float32 graph output ends up with
+    types = dict(types)
     for node in graph.node:
-        if node.name not in converted:
-            continue
         for name in node.output:
-            if name in outputs and new_types.get(name) == HALF and types.get(name) == FLOAT and keep_io_types:
-                inner = unique(name + "_fp16")
-                rename[name] = inner
-                new_types[inner] = HALF
-                new_types[name] = FLOAT
-                tail.setdefault(node.name, []).append(
-                    onnx.helper.make_node("Cast", [inner], [name], name=unique(name + "_to_fp32"), to=FLOAT)
-                )
+            if name not in outputs or types.get(name) != FLOAT or new_types.get(name) == io_type:
+                continue
+            inner = unique(f"{name}_{'fp16' if io_type == FLOAT else 'fp32'}")
+            rename[name] = inner
+            types[inner] = FLOAT
+            new_types[inner] = new_types.get(name, FLOAT)
+            new_types[name] = io_type
+            cast = onnx.helper.make_node("Cast", [inner], [name], name=unique(f"{name}_cast"), to=io_type)
+            tail.setdefault(node.name, []).append(cast)
 
     new_inits: list[onnx.TensorProto] = []
     casts: dict[tuple[str, int], str] = {}
@@ -436,10 +437,9 @@ def apply_plan(
         new_elem = new_types.get(value.name)
         if new_elem is not None and value.type.HasField("tensor_type"):
             value.type.tensor_type.elem_type = new_elem
-    if not keep_io_types:
-        for value in out.graph.output:
-            if new_types.get(value.name) == HALF:
-                value.type.tensor_type.elem_type = HALF
+    for value in out.graph.output:
+        if types.get(value.name) == FLOAT:
+            value.type.tensor_type.elem_type = io_type
     if clipped:
         log.info("fp16: %d weight value(s) beyond FP16's range clipped to +-65504", clipped)
     return out

@@ -8,6 +8,7 @@ and derives the bundle's preprocess/postprocess specs from the options and the m
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -136,7 +137,16 @@ def prepare(options: BuildOptions, precision: str, postprocess: PostprocessSpec)
         else:
             samples = load_calibration(options.calib, preprocess, feed, limit=options.calib_limit)
         calibration = calibration_info(options.calib, samples, options.calib_method)
-    model = convert(model, precision, samples, method=options.calib_method)
+    model = convert(model, precision, samples, method=options.calib_method, fp16_io=options.fp16_io)
+    bundle_io = (inputs, outputs, preprocess)
+    if (
+        options.fp16_io
+    ):  # the bundle's tensors and its preprocess are float16 (samples stay as the FP32 model takes them)
+        new_inputs, new_outputs = describe_io(model)
+        new_preprocess = preprocess
+        if new_inputs and new_inputs[0].dtype == "float16":
+            new_preprocess = dataclasses.replace(preprocess, dtype="float16")
+        bundle_io = (new_inputs, new_outputs, new_preprocess)
     if options.val is not None or samples:
         from builders.accuracy import compare_to_reference, gate
 
@@ -159,4 +169,4 @@ def prepare(options: BuildOptions, precision: str, postprocess: PostprocessSpec)
         )
         accuracy["validation"] = validation
         gate(accuracy, options.max_drop, precision)
-    return Prepared(model, inputs, outputs, profiles, preprocess, simplifier, calibration, accuracy)
+    return Prepared(model, *bundle_io[:2], profiles, bundle_io[2], simplifier, calibration, accuracy)

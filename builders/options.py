@@ -67,6 +67,7 @@ class BuildOptions:
     version_compatible: bool = False
     skip_unavailable: bool = False
     simplify: bool | None = None  # None: onnxslim for fp16/int8/fp8/int8-dynamic, the tidy pass for fp32
+    fp16_io: bool = False  # --fp16-io: float16 model inputs and outputs (default float32, casts inside)
     # preprocess spec
     color: str | None = None
     scale: float | None = None
@@ -122,6 +123,8 @@ class BuildOptions:
                 f"--precision {self.precision} needs --calib DIR (a folder of representative images, a few "
                 "hundred is typical) or --calib FILE.npy (preprocessed input tensors)"
             )
+        if self.fp16_io and self.precision != "fp16":
+            raise ConfigError("--fp16-io: float16 inputs and outputs come with --precision fp16 (give it explicitly)")
         if self.calib is not None and self.precision == DYNAMIC_INT8:
             raise ConfigError(
                 "--calib: --precision int8-dynamic calibrates nothing (weights are quantized ahead, activations at "

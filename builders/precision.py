@@ -112,8 +112,10 @@ def fp16_block_nodes(model: onnx.ModelProto, samples: Sequence[Sample] = (), lim
     return blocked
 
 
-def to_fp16(model: onnx.ModelProto, samples: Sequence[Sample] = (), *, limit: float = FP16_LIMIT) -> onnx.ModelProto:
-    """FP16 compute, FP32 inputs and outputs; see the module doc for what stays FP32."""
+def to_fp16(
+    model: onnx.ModelProto, samples: Sequence[Sample] = (), *, limit: float = FP16_LIMIT, fp16_io: bool = False
+) -> onnx.ModelProto:
+    """FP16 compute, FP32 inputs and outputs (FP16 ones with ``fp16_io``); see the module doc for what stays FP32."""
     lowest_ir_version(model)
 
     work = _copy(model)
@@ -125,17 +127,21 @@ def to_fp16(model: onnx.ModelProto, samples: Sequence[Sample] = (), *, limit: fl
     blocked = fp16_block_nodes(work, samples, limit)
     if blocked:
         log.info("fp16: keeping %d node(s) in fp32 (out of fp16 range): %s", len(blocked), ", ".join(blocked[:5]))
-    return _convert_checked(work, blocked, plugins)
+    return _convert_checked(work, blocked, plugins, keep_io_types=not fp16_io)
 
 
-def _convert_checked(work: onnx.ModelProto, blocked: list[str], plugins: list[str]) -> onnx.ModelProto:
+def _convert_checked(
+    work: onnx.ModelProto, blocked: list[str], plugins: list[str], *, keep_io_types: bool = True
+) -> onnx.ModelProto:
     """Convert; a node ONNX Runtime has no FP16 kernel for is kept in FP32 and the conversion repeated."""
     from builders.fp16 import MAX_RETRIES, convert_float_to_half, missing_kernel
 
     block = list(blocked)
     for _ in range(MAX_RETRIES):
         try:
-            converted, plan = convert_float_to_half(work, block_ops=FP16_BLOCK_OPS, block_nodes=block)
+            converted, plan = convert_float_to_half(
+                work, block_ops=FP16_BLOCK_OPS, block_nodes=block, keep_io_types=keep_io_types
+            )
             if plugins:
                 onnx.checker.check_model(with_plugin_domain(converted, plugins))
             else:
@@ -404,13 +410,18 @@ def quantize_dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def convert(
-    model: onnx.ModelProto, precision: str, samples: Sequence[Sample] = (), *, method: str = "entropy"
+    model: onnx.ModelProto,
+    precision: str,
+    samples: Sequence[Sample] = (),
+    *,
+    method: str = "entropy",
+    fp16_io: bool = False,
 ) -> onnx.ModelProto:
     """The model in ``precision`` (``fp32`` returns it unchanged)."""
     if precision == "fp32":
         return model
     if precision == "fp16":
-        return to_fp16(model, samples)
+        return to_fp16(model, samples, fp16_io=fp16_io)
     if precision in ("int8", "fp8"):
         return quantize(model, samples, precision=precision, method=method)
     if precision == "int8-dynamic":

@@ -82,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser, prog: str = "edge build") -> 
     )
     g_add("--no-simplify", action="store_true", help="leave the graph as exported (no tidy pass, no onnxslim)")
     g_add("--simplify", action="store_true", help="run onnxslim for fp32 builds too (always run for other precisions)")
+    g_add("--fp16-io", action="store_true", help="with --precision fp16: float16 inputs and outputs (default float32)")
     group = parser.add_argument_group("preprocess (recorded in the manifest, used by calibration and the runtime)")
     g_add(
         "--preset",
@@ -217,6 +218,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         version_compatible=args.version_compatible,
         skip_unavailable=args.skip_unavailable,
         simplify=_simplify_flag(args),
+        fp16_io=args.fp16_io,
         color=pre["color"],
         scale=pre["scale"],
         mean=pre["mean"],

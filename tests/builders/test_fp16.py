@@ -192,3 +192,27 @@ def test_missing_kernel_names_the_node() -> None:
     )
     assert missing_kernel(message) == ("Foo", "n1")
     assert missing_kernel("something else") is None
+
+
+def test_fp16_io_when_asked(tmp_path: Path) -> None:
+    """``--fp16-io``: float16 inputs and outputs, the preprocess feeds float16, and the outputs still agree."""
+    from edge.cli import main
+    from edge.manifest import read_manifest
+
+    path = _export("yolov8n-detect-dyn")
+    model = load_onnx(path)
+    half = to_fp16(model, fp16_io=True)
+    (inp,), (out,) = describe_io(half)
+    assert (inp.dtype, out.dtype) == ("float16", "float16")
+    x = _photo((1, 3, 256, 256))
+    ref = ort_session(model).run(None, {"images": x})[0]
+    got = ort_session(half).run(None, {"images": x.astype(np.float16)})[0]
+    assert got.dtype == np.float16 and _cosine(ref, got.astype(np.float32)) > 0.999
+
+    bundle = tmp_path / "io.bundle"
+    args = ["build", str(path), "-o", str(bundle), "--target", "cpu", "--precision", "fp16", "--fp16-io",
+            "--shapes", "images:1x3x256x256"]  # fmt: skip
+    assert main(args) == 0
+    m = read_manifest(bundle)
+    assert (m.inputs[0].dtype, m.outputs[0].dtype, m.preprocess.dtype) == ("float16", "float16", "float16")
+    assert main(["build", str(path), "-o", str(tmp_path / "x.bundle"), "--target", "cpu", "--fp16-io"]) == 2
