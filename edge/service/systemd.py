@@ -33,6 +33,7 @@ SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 DEFAULT_SYSTEMD = 249  # Ubuntu 22.04 / JetPack 6, when the version cannot be read
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _HOMES = ("/home", "/root", "/run/user")
+_TMPS = (Path("/tmp"), Path("/var/tmp"))  # what PrivateTmp=yes replaces
 # Device nodes of the GPU and the camera pipeline, by glob under /dev (Jetson nvgpu/nvhost/nvmap, desktop nvidia).
 DEVICE_GLOBS = (
     "nvidia[0-9]*",
@@ -120,6 +121,25 @@ def _under_home(path: Path) -> bool:
     return any(text == h or text.startswith(h + "/") for h in _HOMES)
 
 
+def _host_tmp(spec: UnitSpec, reads: list[Path], warnings: list[str]) -> None:
+    """PrivateTmp=yes gives the service an empty /tmp and /var/tmp: what it reads or writes in the host's are
+    bound in (read-only unless written), with a warning (tmpfiles cleaning and reboots remove such files)."""
+
+    def in_tmp(path: Path) -> bool:
+        return any(path == t or t in path.parents for t in _TMPS)
+
+    spec.tmp_write_paths = [p for p in spec.write_paths if in_tmp(p)]
+    spec.tmp_paths = _minimal(
+        p for p in reads if in_tmp(p) and not any(p == w or w in p.parents for w in spec.tmp_write_paths)
+    )
+    if spec.tmp_paths or spec.tmp_write_paths:
+        shown = ", ".join(map(str, _minimal([*spec.tmp_paths, *spec.tmp_write_paths])))
+        warnings.append(
+            f"{shown}: in the host's /tmp, which the service's private /tmp hides; bound into the unit, but files "
+            "there vanish on reboot or tmpfiles cleaning: keep a service's config, bundle and outputs elsewhere"
+        )
+
+
 def _model_path(run_config: Any, base: Path) -> Path | None:
     model = getattr(run_config, "model", None)
     for candidate in (model, getattr(model, "bundle", None), getattr(model, "path", None)):
@@ -193,6 +213,7 @@ def plan_unit(
             "sinks write files as a throw-away DynamicUser; pass --user USER to own them "
             f"({', '.join(map(str, spec.write_paths))})"
         )
+    _host_tmp(spec, reads, warnings)
     spec.device_nodes = device_nodes(dev_root)
     _power(run_config, spec, warnings)
     return Planned(spec, warnings)
@@ -258,6 +279,7 @@ def plan_serve_unit(
             f"TLS: a DynamicUser cannot read a private key only root may read ({opts.tls_key}); "
             "pass --user USER, a user that can read it"
         )
+    _host_tmp(spec, reads, warnings)
     spec.device_nodes = device_nodes(dev_root)
     return Planned(spec, warnings)
 

@@ -40,6 +40,8 @@ class UnitSpec:
     network: str = "full"  # "none" (no HTTP, no network sources), "loopback" (HTTP on loopback only), "full"
     home_paths: list[Path] = field(default_factory=list)  # read-only paths under /home, /root the service needs
     write_paths: list[Path] = field(default_factory=list)  # sink outputs and service.read_write_paths
+    tmp_paths: list[Path] = field(default_factory=list)  # read in the host's /tmp or /var/tmp (PrivateTmp hides it)
+    tmp_write_paths: list[Path] = field(default_factory=list)  # written there
     device_nodes: list[str] = field(default_factory=list)  # GPU/camera nodes found under /dev at install time
     extra_groups: list[str] = field(default_factory=list)  # e.g. jtop for power-mode changes
     power_note: str | None = None  # why power control may not work under this unit
@@ -190,6 +192,16 @@ def _sandbox(spec: UnitSpec, w: _Writer) -> None:
     if spec.write_paths:
         add("ReadWritePaths=" + " ".join("-" + quote_arg(str(p)) for p in spec.write_paths), "sink outputs")
     add("PrivateTmp=yes")
+    if spec.tmp_paths:
+        add(
+            "BindReadOnlyPaths=" + " ".join(quote_arg(str(p)) for p in spec.tmp_paths),
+            "EXCEPTION: the config, bundle or sources live in the host's /tmp, which PrivateTmp= hides",
+        )
+    if spec.tmp_write_paths:
+        add(
+            "BindPaths=" + " ".join("-" + quote_arg(str(p)) for p in spec.tmp_write_paths),
+            "EXCEPTION: sink outputs in the host's /tmp, which PrivateTmp= hides",
+        )
     if spec.csi:
         add(
             f"BindPaths=-{ARGUS_SOCKET}",
