@@ -221,6 +221,11 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
             f"{bundle}: an ONNX model, not a bundle; build one first: `edge build {bundle} -o {out}` (add --target, "
             f"--precision, --task/--decoder as docs/build.md shows), then use {out}"
         )
+    if bundle.is_file():  # e.g. `edge infer photo.jpg photo.jpg`: never suggest `-o photo.jpg`
+        raise BundleError(
+            f"{bundle}: a file, not a bundle directory (a bundle is the folder `edge build MODEL.onnx -o NAME.bundle` "
+            "writes; commands take it first: `edge infer NAME.bundle IMAGE...`)"
+        )
     if not bundle.is_dir():
         raise BundleError(f"{bundle}: not a bundle directory; make one with `edge build MODEL.onnx -o {bundle}`")
     path = bundle / MANIFEST
