@@ -70,9 +70,10 @@ class Model:
 
     @property
     def max_batch(self) -> int:
-        """The largest batch one call takes (1 when the input has no batch axis)."""
+        """The largest batch one call takes (1 when the input has no batch axis: a scalar, or an image input of
+        rank 3, [C, H, W] or [H, W, C], as torchvision's detection exports take)."""
         spec = self.inputs[0]
-        if not spec.shape:
+        if not spec.shape or (spec.name == self.manifest.preprocess.input and len(spec.shape) == 3):
             return 1
         if spec.shape[0] > 0:
             return spec.shape[0]

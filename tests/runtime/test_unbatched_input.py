@@ -56,3 +56,9 @@ def test_edge_infer_on_an_unbatched_input_is_one_error_line(chw_bundle: Path, tm
     assert len(errors) == 1 and "4-D input with a batch axis" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists() or not any(out.iterdir())  # nothing written
+
+
+def test_an_unbatched_image_input_takes_batches_of_one(chw_bundle: Path) -> None:
+    """[3, 32, 32]: the first axis is the channels, not a batch, so bench/predict_batch split by 1, not 3."""
+    with load(chw_bundle, facts=CPU, warmup=0) as model:
+        assert model.max_batch == 1
