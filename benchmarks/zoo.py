@@ -235,7 +235,7 @@ def edge_build(
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``[n, m]`` IoU of xyxy boxes; two identical boxes of no area (clipped away at the border) count as 1."""
+    """``[n, m]`` IoU of xyxy boxes; two identical boxes count as 1 even without area (clipped away, inverted)."""
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)))
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -245,7 +245,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter
     same = np.all(np.abs(a[:, None, :] - b[None, :, :]) < 1e-3, axis=2)
-    return np.where(union > 1e-9, inter / np.maximum(union, 1e-9), same.astype(float))
+    iou = np.where(union > 1e-9, inter / np.maximum(union, 1e-9), 0.0)
+    return np.maximum(iou, same)  # identical boxes match even when degenerate (inverted by a random-weight head)
 
 
 Boxes = tuple[np.ndarray, np.ndarray, np.ndarray]  # xyxy boxes, class ids, scores

@@ -39,7 +39,7 @@ def test_box_f1_hand_cases() -> None:
     d = _boxes((4, 0, 14, 10, 1, 0.9), (20, 20, 30, 30, 2, 0.8))
     assert box_f1([(a, d)]) == pytest.approx(0.5)
     # boxes clipped to nothing at the border match their identical twin
-    e = _boxes((0, 5, 0, 9, 1, 0.9))
+    e = _boxes((0, 5, 0, 9, 1, 0.9), (30, 30, 20, 25, 1, 0.8))  # no area; inverted (x2 < x1)
     assert box_f1([(e, e)]) == 1.0
     # no box >= 0.5 on either side: nothing to judge (not a perfect score)
     weak = _boxes((0, 0, 10, 10, 1, 0.3))
