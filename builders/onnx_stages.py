@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import onnx
 
 from builders.onnx_load import describe_io, load_onnx
@@ -21,7 +22,7 @@ from builders.shapes import fix_shapes, make_profiles
 from builders.simplify import simplify
 from edge.errors import ConfigError, EdgeError, first_line
 from edge.manifest import TensorSpec
-from edge.spec import BOX_TASKS, PostprocessSpec, PreprocessSpec
+from edge.spec import BOX_TASKS, DECODERS, YOLO_TASK_DECODERS, PostprocessSpec, PreprocessSpec
 
 log = logging.getLogger(__name__)
 
@@ -71,27 +72,103 @@ def postprocess_spec(options: BuildOptions, labels: tuple[str, ...]) -> Postproc
     return PostprocessSpec(**fields)
 
 
-def check_decoder(outputs: list[TensorSpec], postprocess: PostprocessSpec) -> None:
-    """Run the bundle's decoder on zeros shaped like the model's outputs (batch 1), so that a decoder
-    that cannot read this model (a pose head given ``--decoder yolov8``, a classifier given ``--task detect``,
-    labels that do not fit the head) fails here, in one line, before calibration and engine builds."""
-    if postprocess.task not in (*BOX_TASKS, "classify"):
-        return
-    if any(not o.shape or any(d <= 0 for d in o.shape[1:]) for o in outputs):
-        return  # axes beyond the batch unknown until the model runs: the decoder checks at run time
-    import numpy as np
+PROBE_MAX_BYTES = 512 << 20  # beyond this much weight a model with static outputs is checked on zeros, not run
 
+
+def _decode_fails(arrays: dict[str, Any], postprocess: PostprocessSpec, net: tuple[int, int]) -> str | None:
+    """The decoder's complaint about ``arrays`` (one line), None when it reads them."""
     from edge.decoders import decode
     from edge.preprocess import Meta
+    from edge.results import Detections
 
-    arrays = {o.name: np.zeros(tuple(d if d > 0 else 1 for d in o.shape), np.float32) for o in outputs}
     try:
-        decode(arrays, postprocess, [Meta(640, 640, 640, 640, 1.0, 1.0, 0.0, 0.0)])
+        results = decode(arrays, postprocess, [Meta(net[0], net[1], net[0], net[1], 1.0, 1.0, 0.0, 0.0)])
     except EdgeError as exc:
-        flags = f"--task {postprocess.task}" + (f" --decoder {postprocess.decoder}" if postprocess.decoder else "")
-        raise ConfigError(f"{flags} does not fit this model: {first_line(exc, type(exc).__name__)}") from None
-    except Exception as exc:  # a decoder tripping over zeros says nothing about the layout: leave it to the run
-        log.debug("decoder check on zeros inconclusive: %s", exc)
+        return first_line(exc, type(exc).__name__)
+    except Exception as exc:  # a decoder tripping over these values says nothing about the layout: leave it to the run
+        log.debug("decoder check inconclusive: %s", exc)
+        return None
+    for result in results:
+        if isinstance(result, Detections) and len(result.scores):
+            low, high = float(np.min(result.scores)), float(np.max(result.scores))
+            if low < -1e-3 or high > 1 + 1e-3:
+                return (
+                    f"decoder {postprocess.decoder or postprocess.task} reads scores from {low:.3g} to {high:.3g} "
+                    "(scores are 0..1): it takes other numbers (box offsets, keypoints) for class scores"
+                )
+    return None
+
+
+def _flags(postprocess: PostprocessSpec) -> str:
+    return f"--task {postprocess.task}" + (f" --decoder {postprocess.decoder}" if postprocess.decoder else "")
+
+
+def _fitting(arrays: dict[str, Any], postprocess: PostprocessSpec, net: tuple[int, int]) -> str:
+    """``; --task X --decoder Y reads it`` for the first task/decoder pair that reads ``arrays``, else ``""``."""
+    # Most specific layouts first: yolov5 (objectness) reads many a foreign head without complaint.
+    last = ("retinaface", "efficientnms", "ssd", "yolov5")
+    pairs: list[tuple[str, str | None]] = [(postprocess.task, postprocess.decoder), ("classify", None)]
+    pairs += [("detect", d) for d in DECODERS if d not in last]
+    pairs += [(t, d) for t in ("segment", "obb", "pose") for d in YOLO_TASK_DECODERS]
+    pairs += [("detect", d) for d in last]
+    for labels in ((), postprocess.labels) if postprocess.labels else ((),):
+        for task, decoder in pairs:
+            if (task, decoder, labels) == (postprocess.task, postprocess.decoder, postprocess.labels):
+                continue
+            try:
+                other = dataclasses.replace(postprocess, task=task, decoder=decoder, labels=labels)
+            except EdgeError:
+                continue
+            if _decode_fails(arrays, other, net) is None:
+                without = (
+                    f" without the {len(postprocess.labels)} --labels" if postprocess.labels and not labels else ""
+                )
+                return f"; {_flags(other)}{without} reads it"
+    return ""
+
+
+def probe_outputs(
+    model: onnx.ModelProto, inputs: list[TensorSpec], outputs: list[TensorSpec], profiles: Profiles
+) -> tuple[dict[str, Any], tuple[int, int]] | None:
+    """The model's outputs for one zero image at the profiles' opt shape (batch 1), from ONNX Runtime, and the
+    input's height and width; zeros shaped like the declared outputs when the model cannot run here (plugins) or is
+    too big to run twice; None when neither gives the shapes."""
+    feeds = {}
+    for spec in inputs:
+        shape = list(profiles[spec.name]["opt"]) if spec.name in profiles else list(spec.shape)
+        if not shape or any(d <= 0 for d in shape[1:]):
+            return None
+        shape[0] = 1 if spec.shape and spec.shape[0] < 0 else shape[0]
+        feeds[spec.name] = np.zeros(shape, np.dtype(spec.dtype))
+    first = feeds[inputs[0].name].shape if inputs else ()
+    net = (int(first[-2]), int(first[-1])) if len(first) == 4 else (640, 640)
+    static = all(o.shape and all(d > 0 for d in o.shape[1:]) for o in outputs)
+    zeros = {o.name: np.zeros((1, *o.shape[1:]), np.float32) for o in outputs} if static else None
+    from builders.onnx_load import nonstandard_ops
+    from builders.shapes import ort_session
+
+    if nonstandard_ops(model) or (static and model.ByteSize() > PROBE_MAX_BYTES):
+        return (zeros, net) if zeros is not None else None
+    try:
+        values = ort_session(model).run(None, feeds)
+    except Exception as exc:  # ORT's own exception family: the later stages report a model that does not run
+        log.debug("decoder check: the model did not run on zeros: %s", exc)
+        return (zeros, net) if zeros is not None else None
+    return {o.name: v[:1] for o, v in zip(outputs, values)}, net
+
+
+def check_decoder(probe: tuple[dict[str, Any], tuple[int, int]] | None, postprocess: PostprocessSpec) -> None:
+    """Run the bundle's decoder on the model's outputs for one image (:func:`probe_outputs`), so that a decoder
+    that cannot read this model (a pose head given ``--decoder yolov8``, a classifier given ``--task detect``,
+    labels that do not fit the head, RetinaFace's offsets read as YOLO scores) fails here, in one line naming a
+    task/decoder that reads it, before calibration and engine builds (``probe`` None: not checked)."""
+    if postprocess.task not in (*BOX_TASKS, "classify") or probe is None:
+        return
+    arrays, net = probe
+    problem = _decode_fails(arrays, postprocess, net)
+    if problem is not None:
+        hint = _fitting(arrays, postprocess, net)
+        raise ConfigError(f"{_flags(postprocess)} does not fit this model: {problem}{hint}")
 
 
 def feed_spec(spec: TensorSpec, profiles: Profiles) -> TensorSpec:
@@ -111,11 +188,12 @@ def prepare(options: BuildOptions, precision: str, postprocess: PostprocessSpec)
     if options.shapes:
         model = fix_shapes(model, options.shapes)
     inputs, outputs = describe_io(model)
-    check_decoder(outputs, postprocess)
     preprocess = preprocess_spec(options, inputs)
     profiles = make_profiles(
         model, options.min_shapes, options.opt_shapes, options.max_shapes, shapes=options.shapes, preprocess=preprocess
     )
+    if postprocess.task in (*BOX_TASKS, "classify"):
+        check_decoder(probe_outputs(model, inputs, outputs, profiles), postprocess)
     reference = model
     calibration = accuracy = None
     if precision == "fp32":  # nothing to convert or check: skip importing the precision stages (OpenCV, ...)

@@ -583,7 +583,24 @@ def test_a_missing_module_of_the_kit_itself_is_not_disguised(name: str | None) -
         (
             "yolov8n-detect-static",
             ["--task", "classify"],
-            r"--task classify does not fit this model: .*\[1, 84, 1029\]",
+            r"--task classify does not fit this model: .*\[1, 84, 1029\].*; --task detect --decoder yolov8 reads it$",
+        ),
+        # Dynamic outputs ([1, 84, anchors]): checked on one ONNX Runtime run at the profile's shape.
+        (
+            "yolov8n-detect-dyn",
+            ["--size", "256x256", "--task", "classify"],
+            r"--task classify does not fit this model: .*\[1, 84, 1344\].*; --task detect --decoder yolov8 reads it$",
+        ),
+        (
+            "yolov8n-detect-dyn",
+            ["--size", "256x256", "--task", "detect", "--decoder", "yolov8", "--labels", "TEN"],
+            r"nc = 10 \(the labels\).*; --task detect --decoder yolov8 without the 10 --labels reads it$",
+        ),
+        # A pose head read as a detector without labels fits the layout (52 'classes') but not the scores.
+        (
+            "yolov8n-pose",
+            ["--task", "detect", "--decoder", "yolov8"],
+            r"reads scores from .* \(scores are 0\.\.1\).*; --task pose --decoder yolov8 reads it$",
         ),
     ],
 )
@@ -593,8 +610,40 @@ def test_a_decoder_that_cannot_read_the_model_fails_before_the_build(
     path = Path(__file__).resolve().parents[1] / "data" / "models" / f"{model}.onnx"
     if not path.is_file():
         pytest.skip(f"{path} is not there")
+    if "TEN" in flags:
+        labels = tmp_path.parent / f"{tmp_path.name}-ten.txt"
+        labels.write_text("".join(f"class{i}\n" for i in range(10)))
+        flags = [str(labels) if f == "TEN" else f for f in flags]
     rc, stdout, err = run_cli(capsys, path, "-o", tmp_path / "m.bundle", "--target", "cpu", *flags)
     assert rc == 2 and stdout == ""
     lines = error_lines(err)
     assert len(lines) == 1 and re.search(message, lines[0]), lines
     assert list(tmp_path.iterdir()) == []
+
+
+def test_retinaface_read_as_a_yolo_head_fails_on_its_scores_before_the_build(
+    retinaface_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # RetinaFace's outputs are dynamic ([1, N, 4], [1, N, 2], [1, N, 10]); yolov8 takes the 10 landmark
+    # numbers for 6 class scores (values well beyond 1) unless the build runs the model and looks.
+    out = tmp_path / "faces.bundle"
+    rc, _, err = run_cli(
+        capsys,
+        retinaface_onnx,
+        "-o",
+        out,
+        "--target",
+        "cpu",
+        "--size",
+        "320x320",
+        "--task",
+        "detect",
+        "--decoder",
+        "yolov8",
+    )
+    lines = error_lines(err)
+    assert rc == 2 and len(lines) == 1, err
+    assert re.search(
+        r"--decoder yolov8 does not fit this model: .*scores.*; --task detect --decoder retinaface reads it$", lines[0]
+    )
+    assert not out.exists()
