@@ -23,14 +23,14 @@ PAD_ALIGNS = ("center", "topleft")
 COLORS = ("bgr", "rgb")
 LAYOUTS = ("nchw", "nhwc")
 TASKS = ("detect", "segment", "pose", "obb", "classify", "raw")
-DECODERS = ("yolov5", "yolov8", "yolov10", "efficientnms", "retinaface", "ssd")
+DECODERS = ("yolov5", "yolov8", "yolov10", "rtdetr", "efficientnms", "retinaface", "ssd")
 # tasks whose results are boxes (edge.results.Detections); segment, pose and obb take the YOLO head layouts:
 # ``yolov8`` (dense [B, 4+nc+extra, N], v5u/v8/v9/11/12, the default) or ``yolov10`` (end-to-end rows [B, K, 6+extra])
 BOX_TASKS = ("detect", "segment", "pose", "obb")
 YOLO_TASK_DECODERS = ("yolov8", "yolov10")
 # decoders with no class-aware NMS of their own (NMS-free heads, NMS inside the graph, one class):
 # ``--agnostic-nms`` (``options.class_agnostic``) means nothing to them and is refused at build time
-DECODERS_WITHOUT_CLASS_NMS = ("yolov10", "efficientnms", "retinaface")
+DECODERS_WITHOUT_CLASS_NMS = ("yolov10", "rtdetr", "efficientnms", "retinaface")
 
 
 # The pixel conventions of the common model zoos: colour order, scale, mean, std and resize, as each zoo

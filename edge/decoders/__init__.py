@@ -32,6 +32,7 @@ MODULES = {
     "yolov5": "edge.decoders.yolo",
     "yolov8": "edge.decoders.yolo",
     "yolov10": "edge.decoders.yolo",
+    "rtdetr": "edge.decoders.yolo",
     "efficientnms": "edge.decoders.efficientnms",
     "ssd": "edge.decoders.ssd",
     "segment": "edge.decoders.segment",

@@ -2,7 +2,9 @@
 
 - ``yolov5``: ``[B, N, 5+nc]`` rows of cx, cy, w, h, objectness, nc class scores (score = obj * class);
 - ``yolov8`` (also v9/v11): ``[B, 4+nc, N]`` columns of cx, cy, w, h, nc class scores (no objectness);
-- ``yolov10`` (end-to-end, NMS inside the model): ``[B, N, 6]`` rows of x1, y1, x2, y2, score, class.
+- ``yolov10`` (end-to-end, NMS inside the model): ``[B, N, 6]`` rows of x1, y1, x2, y2, score, class;
+- ``rtdetr`` (Ultralytics RT-DETR, end-to-end): ``[B, N, 6]`` rows of cx, cy, w, h as fractions of the input
+  (0..1), score, class.
 
 v5/v8 also accept the transposed layout. Without labels, the smaller of the last two axes is taken to be the
 channel axis (N, the number of anchors, is in the thousands); with labels, ``4+nc``/``5+nc`` must match.
@@ -28,12 +30,18 @@ from edge.preprocess import Meta
 from edge.results import Detections
 from edge.spec import PostprocessSpec
 
-OPTIONS = {"yolov5": ("output", "class_agnostic"), "yolov8": ("output", "class_agnostic"), "yolov10": ("output",)}
+OPTIONS = {
+    "yolov5": ("output", "class_agnostic"),
+    "yolov8": ("output", "class_agnostic"),
+    "yolov10": ("output",),
+    "rtdetr": ("output",),
+}
 EXTRA = {"yolov5": 5, "yolov8": 4}  # channels before the class scores
 EXPECTED = {
     "yolov5": "one output [B, N, 5+nc] (cx, cy, w, h, objectness, class scores)",
     "yolov8": "one output [B, 4+nc, N] (cx, cy, w, h, class scores) or [B, N, 4+nc]",
     "yolov10": "one output [B, N, 6] (x1, y1, x2, y2, score, class)",
+    "rtdetr": "one output [B, N, 6] (cx, cy, w, h as fractions of the input, score, class)",
 }
 
 
@@ -41,12 +49,12 @@ def decode(outputs: Mapping[str, np.ndarray], spec: PostprocessSpec, metas: Sequ
     name = str(spec.decoder)
     options = check_options(spec, name, OPTIONS[name])
     out_name = opt_str(options, "output", None)
-    if name == "yolov10":
+    if name in ("yolov10", "rtdetr"):
         pred = pick(outputs, out_name, _end_to_end, name, EXPECTED[name])
         check_batch(pred, metas, name, "the output")
         if pred.shape[2] != 6:
             pred = pred.transpose(0, 2, 1)
-        return [_end_to_end_item(pred[i], meta, spec) for i, meta in enumerate(metas)]
+        return [_end_to_end_item(pred[i], meta, spec, name == "rtdetr") for i, meta in enumerate(metas)]
     extra = EXTRA[name]
     nc = len(spec.labels)
     expected = EXPECTED[name]
@@ -117,10 +125,13 @@ def end_to_end_select(rows: np.ndarray, spec: PostprocessSpec) -> np.ndarray:
     return sel[np.argsort(-rows[sel, 4], kind="stable")][: spec.max_detections]
 
 
-def _end_to_end_item(pred: np.ndarray, meta: Meta, spec: PostprocessSpec) -> Detections:
+def _end_to_end_item(pred: np.ndarray, meta: Meta, spec: PostprocessSpec, relative_cxcywh: bool = False) -> Detections:
     """One image's ``[N, 6]`` rows, already suppressed by the model: threshold, best first, cap."""
     rows = pred[end_to_end_select(pred, spec)].astype(np.float32)
-    return detections(rows[:, :4], rows[:, 4], rows[:, 5].round().astype(np.int64), meta, spec)
+    boxes = rows[:, :4]
+    if relative_cxcywh:  # RT-DETR: centre and size as fractions of the network input
+        boxes = cxcywh_to_xyxy(boxes * np.array([meta.net_w, meta.net_h, meta.net_w, meta.net_h], np.float32))
+    return detections(boxes, rows[:, 4], rows[:, 5].round().astype(np.int64), meta, spec)
 
 
 def channels_first(a: np.ndarray, channels: int | None, min_channels: int) -> np.ndarray | None:

@@ -232,3 +232,11 @@ def test_batch_one_result_per_image() -> None:
     assert [len(r) for r in results] == [1, 0, 1]
     assert close(rows(results[2]), [([80, 180, 120, 220], 0.7, 2)])  # identity meta: network pixels
     assert results[0].to_json()[0]["label"] == "person"  # type: ignore[union-attr]
+
+
+def test_rtdetr_rows_are_relative_centre_size() -> None:
+    """Ultralytics RT-DETR rows: cx, cy, w, h as fractions of the 640 x 640 input, score, class."""
+    rows = np.zeros((1, 300, 6), np.float32)
+    rows[0, 0] = (0.5, 0.5, 100 / 640, 50 / 640, 0.9, 2)  # P: (320, 320, 100, 50) in network pixels
+    rows[0, 1] = (100 / 640, 200 / 640, 40 / 640, 40 / 640, 0.2, 1)  # Q below the threshold
+    check_case({"output0": rows}, spec("rtdetr"), [(P_OUT, 0.9, 2)])
