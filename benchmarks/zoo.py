@@ -108,10 +108,11 @@ def photos() -> dict[str, np.ndarray]:
     return out
 
 
-def calibration_dir(cache: Path, images: dict[str, np.ndarray]) -> Path:
+def calibration_dir(cache: Path, images: dict[str, np.ndarray], name: str = "calib") -> Path:
+    """``images`` as PNG files in ``cache/name`` (``calib``: as they are; ``val``: the mirrored eval images)."""
     import cv2
 
-    d = cache / "calib"
+    d = cache / name
     if not d.is_dir() or len(list(d.glob("*.png"))) != len(images):
         tmp = Path(tempfile.mkdtemp(dir=cache))
         for name, im in images.items():
@@ -221,10 +222,11 @@ def edge_build(
     for t in targets:
         cmd += ["--target", t]
     cmd += ["--task", v.task, *(["--decoder", v.decoder] if v.decoder else []), *v.flags, *shape_flags(v, input_name)]
+    val = calib.parent / "val"  # the mirrored photos: the gate grades on the images the zoo compares on
     if precision == "int8":
-        cmd += ["--calib", str(calib), "--max-drop", str(MAX_DROP)]
+        cmd += ["--calib", str(calib), "--val", str(val), "--max-drop", str(MAX_DROP)]
     elif precision == "int8-dynamic":  # no calibration: the photos only grade it
-        cmd += ["--val", str(calib), "--max-drop", str(MAX_DROP)]
+        cmd += ["--val", str(val), "--max-drop", str(MAX_DROP)]
     start = time.perf_counter()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
@@ -545,6 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     images = photos()
     calib = calibration_dir(args.cache, images)
     sets = {"eval": eval_images(images), "faces": face_images(images)}
+    calibration_dir(args.cache, dict(zip(images, sets["eval"])), "val")
     export_errors = export_missing(variants, args.cache, args.export_python, calib)
     if args.export_only:
         for name, error in export_errors.items():
