@@ -223,4 +223,5 @@ def builder_info(options: BuildOptions, plan: EnginePlan, simplifier: str | None
         "libraries": library_versions(),
         "targets": [t.id for t in plan.targets],
         "skipped": dict(plan.skipped),
+        "notes": list(plan.notes),
     }

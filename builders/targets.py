@@ -34,6 +34,7 @@ class EnginePlan:
     onnx_only: list[Platform] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     machine: platforms.Machine | None = None
+    notes: list[str] = field(default_factory=list)  # warnings the manifest keeps (builder.notes)
 
 
 def resolve_targets(ids: tuple[str, ...]) -> list[Platform]:
@@ -142,4 +143,21 @@ def plan_engines(options: BuildOptions) -> EnginePlan:
     for target_id, why in unavailable.items():
         log.warning("skipping the plan for %s: %s", target_id, why)
     plan.skipped = unavailable
+    if precision == "int8" and plan.rtx:
+        note = rtx_int8_note(plan.rtx)
+        log.warning("%s", note)
+        plan.notes.append(note)
     return plan
+
+
+def rtx_int8_note(rtx: list[Platform]) -> str:
+    """Why INT8 is the wrong choice for TensorRT-RTX plans, and the better precision for ``rtx``."""
+    better = "fp8" if all(t.supports("fp8") for t in rtx) else "fp16"
+    if better == "fp8":
+        better = "fp16 or fp8"
+    ids = ", ".join(t.id for t in rtx)
+    return (
+        f"int8 for {ids}: TensorRT-RTX runs INT8 only for weight-only GEMM, so the model's Q/DQ convolutions and "
+        f"activations run unquantized there (a bigger, not a faster, plan); use --precision {better} for RTX "
+        "(int8 suits Jetson, datacenter and CPU targets)"
+    )

@@ -102,6 +102,42 @@ def test_retinaface_fp16_for_rtx_ampere_and_ada_in_one_plan(
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 I/O kept
 
 
+def test_int8_with_an_rtx_target_warns_that_tensorrt_rtx_runs_it_unquantized(
+    retinaface_onnx: Path,
+    photos_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # TensorRT-RTX lists INT8 only for weight-only GEMM: the Q/DQ convolutions run unquantized in the RTX plan.
+    out = tmp_path / "faces-int8.bundle"
+    with caplog.at_level("WARNING", logger="builders.targets"):
+        rc, _, err = run_cli(
+            capsys, retinaface_onnx, "-o", out, "--target", "rtx-ampere", "--target", "cpu", "--precision", "int8",
+            "--calib", photos_dir, "--size", "320x320", *RETINA,
+        )  # fmt: skip
+    assert rc == 0, err
+    warned = [r.getMessage() for r in caplog.records if "runs INT8 only for weight-only GEMM" in r.getMessage()]
+    assert len(warned) == 1 and "use --precision fp16 for RTX" in warned[0], caplog.text
+    m = read_manifest(out)
+    assert m.precision == "int8" and {a.backend for a in m.artifacts} == {"onnxruntime", "tensorrt-rtx"}
+    assert len(m.builder["notes"]) == 1 and "use --precision fp16 for RTX" in m.builder["notes"][0]
+
+
+@pytest.mark.parametrize(
+    ("targets", "better"),
+    [(("rtx-ada",), "fp16 or fp8"), (("rtx-ada", "rtx-blackwell"), "fp16 or fp8"), (("rtx-turing", "rtx-ada"), "fp16")],
+)
+def test_the_rtx_int8_warning_names_fp8_only_when_every_rtx_target_has_it(
+    targets: tuple[str, ...], better: str
+) -> None:
+    import platforms
+    from builders.targets import rtx_int8_note
+
+    note = rtx_int8_note([platforms.resolve_target(t) for t in targets])
+    assert f"use --precision {better} for RTX" in note and ", ".join(targets) in note
+
+
 def test_retinaface_int8_for_cpu_calibrated_on_photos_passes_the_gate(
     retinaface_onnx: Path, photos_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
