@@ -96,24 +96,35 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)).astype(np.float32)
 
 
-def match_boxes(ref: Any, cand: Any, iou: float = IOU) -> int:
-    """How many reference detections find a candidate of the same class at IoU >= ``iou`` (greedy, 1:1)."""
+def matched_mask(ref: Any, cand: Any, iou: float = IOU) -> np.ndarray:
+    """Per reference detection: does it find a candidate of the same class at IoU >= ``iou`` (greedy, 1:1)."""
+    found = np.zeros(len(ref), bool)
     if len(ref) == 0 or len(cand) == 0:
-        return 0
+        return found
     ious = iou_matrix(np.asarray(ref.boxes), np.asarray(cand.boxes))
     same = np.asarray(ref.class_ids)[:, None] == np.asarray(cand.class_ids)[None, :]
     ious = np.where(same, ious, 0.0)
     used: set[int] = set()
-    matched = 0
     for i in np.argsort(-np.asarray(ref.scores)):
         for j in np.argsort(-ious[i]):
             if ious[i, j] < iou:
                 break
             if int(j) not in used:
                 used.add(int(j))
-                matched += 1
+                found[i] = True
                 break
-    return matched
+    return found
+
+
+def match_boxes(ref: Any, cand: Any, iou: float = IOU) -> int:
+    """How many reference detections find a candidate of the same class at IoU >= ``iou`` (greedy, 1:1)."""
+    return int(matched_mask(ref, cand, iou).sum())
+
+
+def fp16_rounded(sample: Sample) -> Sample:
+    """``sample`` with its float inputs rounded to FP16 and back: a change of at most 2^-11 relative, below
+    anything a camera or JPEG can tell apart, and the size of the rounding every FP16 layer adds."""
+    return {k: v.astype(np.float16).astype(v.dtype) if v.dtype.kind == "f" else v for k, v in sample.items()}
 
 
 class _OutputStats:
@@ -202,7 +213,7 @@ def compare_to_reference(
     names = [o.name for o in ref_session.get_outputs()]
     cand_types = {i.name: i.type for i in cand_session.get_inputs()}
     stats = {name: _OutputStats() for name in names}
-    boxes = {"reference": 0, "matched": 0, "extra": 0}
+    boxes = {"reference": 0, "matched": 0, "extra": 0, "unstable": 0}
     top1 = [0, 0]
     # The lenient decode takes scores down to half the threshold, keeps every box NMS would drop and is not
     # cut at max_detections: in a crowded scene a score moving in the 4th digit changes which of two
@@ -231,9 +242,15 @@ def compare_to_reference(
                 if task in BOX_TASKS:
                     ref_hi, cand_lo = decode(ref, postprocess, metas), decode(got, low, metas)
                     cand_hi, ref_lo = decode(got, postprocess, metas), decode(ref, low, metas)
-                    for r, c_lo, c_hi, r_lo in zip(ref_hi, cand_lo, cand_hi, ref_lo):
-                        boxes["reference"] += len(r)
-                        boxes["matched"] += match_boxes(r, c_lo)
+                    # The reference's own noise floor: boxes it loses itself when its input moves by one FP16
+                    # rounding sit on a knife edge of this model; they say nothing about the conversion.
+                    twin = dict(zip(names, _run(ref_session, names, fp16_rounded(sample))))
+                    twin_lo = decode(twin, low, metas)
+                    for r, c_lo, c_hi, r_lo, t_lo in zip(ref_hi, cand_lo, cand_hi, ref_lo, twin_lo):
+                        stable = matched_mask(r, t_lo)
+                        boxes["unstable"] += int(len(r) - stable.sum())
+                        boxes["reference"] += int(stable.sum())
+                        boxes["matched"] += int((stable & matched_mask(r, c_lo)).sum())
                         boxes["extra"] += len(c_hi) - match_boxes(c_hi, r_lo)
                 else:
                     for r, c in zip(decode(ref, postprocess, metas), decode(got, postprocess, metas)):
@@ -258,6 +275,13 @@ def compare_to_reference(
     if decode is not None and task in BOX_TASKS:
         recall = boxes["matched"] / boxes["reference"] if boxes["reference"] else None
         result["boxes"] = {"iou": IOU, **boxes, "recall": None if recall is None else round(recall, 6)}
+        if boxes["unstable"]:
+            unstable = (
+                f"{boxes['unstable']} reference box(es) not graded: the FP32 model itself loses them when its input "
+                "is rounded to FP16 (at most 2^-11 relative), so they sit on a knife edge of the model"
+            )
+            notes.append(unstable)
+            log.info("accuracy check: %s", unstable)
         if recall is None:
             notes.append("the reference finds no box in these samples: gated on output cosine instead")
         else:
@@ -286,6 +310,13 @@ def compare_to_reference(
         log.warning("accuracy check: %s", small)
     result.update(metric=metric, score=round(score, 6), drop=round(1.0 - score, 6), notes=notes)
     return result
+
+
+def _run(session: Any, names: list[str], sample: Sample) -> list[Any]:
+    try:
+        return list(session.run(names, sample))
+    except Exception as exc:  # ORT raises its own untyped exception family
+        raise BuildError(f"accuracy check: inference failed: {ort_error_summary(str(exc))}") from None
 
 
 def _as_inputs(sample: Sample, types: dict[str, str]) -> Sample:
@@ -338,7 +369,8 @@ def gate(result: dict[str, Any], max_drop: float | None, precision: str = "int8"
         parts[0] += f" (95 % interval {c['low']:.4f}..{c['high']:.4f})"
     if result.get("boxes"):
         b = result["boxes"]
-        parts.append(f"{b['matched']}/{b['reference']} reference boxes found, {b['extra']} extra")
+        knife = f" ({b['unstable']} more not graded: the FP32 model loses them itself)" if b.get("unstable") else ""
+        parts.append(f"{b['matched']}/{b['reference']} reference boxes found{knife}, {b['extra']} extra")
     worst = min(result["outputs"].items(), key=lambda kv: kv[1]["cosine"])
     parts.append(f"lowest output cosine {worst[1]['cosine']:.4f}: {worst[0]}")
     raise BuildError(

@@ -43,13 +43,59 @@ def int8(retina: onnx.ModelProto, photos: list[Sample]) -> onnx.ModelProto:
 def test_identical_models_have_no_drop(retina: onnx.ModelProto, photos: list[Sample]) -> None:
     result = compare_to_reference(retina, retina, photos, FACES, SPEC)
     assert result["drop"] == 0.0 and result["metric"] == "box_recall"
-    assert result["boxes"] == {"iou": 0.5, "reference": 2, "matched": 2, "extra": 0, "recall": 1.0}
+    assert result["boxes"] == {"iou": 0.5, "reference": 2, "matched": 2, "extra": 0, "unstable": 0, "recall": 1.0}
     # The candidate runs unoptimised (unfused): only float rounding differs.
     assert all(
         o["cosine_min"] == pytest.approx(1.0) and o["peak_relative_error"] < 1e-4 for o in result["outputs"].values()
     )
     gate(result, 0.0)
     assert json.loads(json.dumps(result))["passed"] is True  # JSON-able, for the manifest
+
+
+def _edge_detector(threshold: float) -> onnx.ModelProto:
+    """A yolov8-layout head [1, 5, 2] (cx, cy, w, h, score) over two fixed, far-apart boxes whose scores are
+    sigmoid(1e6 * (x_i - threshold)): box i is found exactly when the input's x_i exceeds ``threshold``."""
+    geometry = np.array([[[20, 60]], [[20, 60]], [[10, 10]], [[10, 10]]], np.float32)  # [4, 1, 2]
+    nodes = [
+        oh.make_node("Sub", ["x", "t"], ["d"]),
+        oh.make_node("Mul", ["d", "k"], ["z"]),
+        oh.make_node("Sigmoid", ["z"], ["s"]),  # [1, 2]
+        oh.make_node("Reshape", ["s", "shape"], ["s3"]),  # [1, 1, 2]
+        oh.make_node("Concat", ["geometry", "s3"], ["output0"], axis=1),  # [1, 5, 2]
+    ]
+    inits = [
+        onnx.numpy_helper.from_array(np.array(threshold, np.float32), "t"),
+        onnx.numpy_helper.from_array(np.array(1e6, np.float32), "k"),
+        onnx.numpy_helper.from_array(np.array([1, 1, 2], np.int64), "shape"),
+        onnx.numpy_helper.from_array(geometry.reshape(1, 4, 2), "geometry"),
+    ]
+    graph = oh.make_graph(
+        nodes,
+        "edge",
+        [  # "images" only sizes the image (100x100 network pixels) the boxes are clipped to
+            oh.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [1, 3, 100, 100]),
+            oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2]),
+        ],
+        [oh.make_tensor_value_info("output0", onnx.TensorProto.FLOAT, [1, 5, 2])],
+        inits,
+    )
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)], ir_version=8)
+
+
+def test_boxes_the_reference_loses_under_fp16_input_rounding_are_not_graded() -> None:
+    # Input (0.5, 0.1): 0.1 rounds to 0.0999755859375 in FP16 (hand-checked: 0x2E66). With threshold 0.09999,
+    # box 1 is found at 0.1 (score sigmoid(10)) and lost at the rounded input (sigmoid(-14)): a knife edge.
+    # The candidate (threshold 0.1000001) loses box 1 and keeps box 0: graded on box 0 only, recall 1.0.
+    sample: Sample = {"images": np.zeros((1, 3, 100, 100), np.float32), "x": np.array([[0.5, 0.1]], np.float32)}
+    spec = PostprocessSpec(task="detect", decoder="yolov8", labels=("thing",), score_threshold=0.5)
+    result = compare_to_reference(_edge_detector(0.09999), _edge_detector(0.1000001), [sample], spec)
+    assert result["boxes"] == {"iou": 0.5, "reference": 1, "matched": 1, "extra": 0, "unstable": 1, "recall": 1.0}
+    assert any("1 reference box(es) not graded" in note for note in result["notes"])
+    # A candidate that loses the stable box is still a miss.
+    result = compare_to_reference(_edge_detector(0.09999), _edge_detector(0.6), [sample], spec)
+    assert (result["boxes"]["reference"], result["boxes"]["matched"], result["metric"]) == (1, 0, "box_recall")
+    with pytest.raises(BuildError, match=r"0/1 reference boxes found \(1 more not graded: the FP32 model loses"):
+        gate(result, 0.02, "fp16")
 
 
 def test_tight_max_drop_fails_with_the_numbers(
