@@ -317,7 +317,7 @@ def compare(v: Variant, bundle: Path, onnx_path: Path, images: list[np.ndarray])
     # SSDlite's random-weight scores stay near 1/91: judge every box its own post-processing kept
     agree = box_f1(pairs, 0.0 if v.metric == "tvdet" else STRONG) if pairs else float(np.mean(hits))
     # end-to-end rows come sorted by score: a reordering is not an error, so no raw comparison there
-    raw = rel_errors and v.decoder != "yolov10"
+    raw = rel_errors and v.decoder not in ("yolov10", "rtdetr")
     note = f"output rel. L2 error vs FP32 {max(rel_errors):.2g}" if raw else ""
     if pairs:
         cut = 0.0 if v.metric == "tvdet" else STRONG

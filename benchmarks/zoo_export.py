@@ -107,7 +107,12 @@ def export_ultralytics(v: Variant, dest: Path, photos: tuple[Path, ...]) -> dict
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(sum(map(ord, v.name)))
         # the yaml's own file name (e.g. yolov8n.yaml, yolo11n-seg.yaml) picks the architecture and scale n
-        model = YOLO(v.arch, task=v.task)
+        if v.arch.startswith("rtdetr"):
+            from ultralytics import RTDETR
+
+            model = RTDETR(v.arch)
+        else:
+            model = YOLO(v.arch, task=v.task)
         settle_random_weights(model.model, letterbox_batch(v.imgsz, photos))
         cwd = os.getcwd()
         os.chdir(tmp)

@@ -95,6 +95,8 @@ VARIANTS: tuple[Variant, ...] = (
     _u("yolo12n-detect", "yolo12n.yaml", "detect", 17),
     _u("yolo12n-detect-dyn", "yolo12n.yaml", "detect", 20, dynamic=True),
     _u("yolo26n-detect", "yolo26n.yaml", "detect", 18),
+    # RT-DETR (Ultralytics' transformer detector; end-to-end rows cx, cy, w, h relative to the input)
+    _u("rtdetr-l-detect", "rtdetr-l.yaml", "detect", 17, decoder="rtdetr"),
     # segment
     _u("yolov8n-seg", "yolov8n-seg.yaml", "segment", 12, quick=True),
     _u("yolov8n-seg-dyn", "yolov8n-seg.yaml", "segment", 17, dynamic=True),
