@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from edge.decoders._common import check_batch, check_options, opt_bool, pick_default
-from edge.decoders.yolo import best_class, channels_first, end_to_end_select
+from edge.decoders.yolo import best_class, end_to_end_select, pick_dense
 from edge.errors import ConfigError
 from edge.preprocess import Meta
 from edge.results import Detections, rotated_corners
@@ -44,21 +44,14 @@ def decode(outputs: Mapping[str, np.ndarray], spec: PostprocessSpec, metas: Sequ
             "rows [B, M, 7] (cx, cy, w, h, score, class, angle)",
         )
     else:
-        channels = None if nc is None else 5 + nc
-
-        def fits(a: np.ndarray) -> bool:
-            return channels_first(a, channels, 5) is not None
-
-        found = pick_default(
+        pred = pick_dense(
             outputs,
             options,
-            "output",
-            "output0",
-            fits,
+            None if nc is None else 5 + nc,
+            5,
             label,
             "one output [B, 4+nc+1, N] (cx, cy, w, h, class scores, angle) or [B, N, 4+nc+1]",
         )
-        pred = channels_first(found, channels, 5)  # type: ignore[assignment]
     check_batch(pred, metas, label, "the output")
     agnostic = opt_bool(options, "class_agnostic", False)
     results = []

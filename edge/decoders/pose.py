@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edge.decoders._common import check_batch, check_options, detections, opt_bool, pick_default
-from edge.decoders.yolo import channels_first, dense_select, end_to_end_select
+from edge.decoders.yolo import dense_select, end_to_end_select, pick_dense
 from edge.errors import ConfigError
 from edge.preprocess import Meta
 from edge.results import Detections
@@ -60,21 +60,14 @@ def decode(outputs: Mapping[str, np.ndarray], spec: PostprocessSpec, metas: Sequ
         )
         k = (pred.shape[2] - 6) // dims
     else:
-        channels = None if nc is None or k_opt is None else 4 + nc + k_opt * dims
-
-        def fits(a: np.ndarray) -> bool:
-            return channels_first(a, channels, 4 + dims) is not None
-
-        found = pick_default(
+        pred = pick_dense(
             outputs,
             options,
-            "output",
-            "output0",
-            fits,
+            None if nc is None or k_opt is None else 4 + nc + k_opt * dims,
+            4 + dims,
             label,
             f"one output [B, 4+nc+K*{dims}, N] (cx, cy, w, h, class scores, keypoints) or [B, N, 4+nc+K*{dims}]",
         )
-        pred = channels_first(found, channels, 4 + dims)  # type: ignore[assignment]
         c = pred.shape[1]
         if nc is not None:
             k, rest = divmod(c - 4 - nc, dims)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from edge.decoders._common import check_batch, check_options, detections, opt_bool, pick_default
-from edge.decoders.yolo import channels_first, dense_select, end_to_end_select
+from edge.decoders.yolo import dense_select, end_to_end_select, pick_dense
 from edge.errors import ConfigError
 from edge.preprocess import Meta
 from edge.results import Detections
@@ -51,21 +51,14 @@ def decode(outputs: Mapping[str, np.ndarray], spec: PostprocessSpec, metas: Sequ
             f"rows [B, K, 6+nm] = [B, K, {6 + nm}] (x1, y1, x2, y2, score, class, mask coefficients)",
         )
     else:
-        channels = None if nc is None else 4 + nc + nm
-
-        def fits(a: np.ndarray) -> bool:
-            return channels_first(a, channels, 4 + nm) is not None
-
-        found = pick_default(
+        pred = pick_dense(
             outputs,
             options,
-            "output",
-            "output0",
-            fits,
+            None if nc is None else 4 + nc + nm,
+            4 + nm,
             label,
             "one output [B, 4+nc+nm, N] (cx, cy, w, h, class scores, mask coefficients) or [B, N, 4+nc+nm]",
         )
-        pred = channels_first(found, channels, 4 + nm)  # type: ignore[assignment]
     check_batch(pred, metas, label, "the output")
     agnostic = opt_bool(options, "class_agnostic", False)
     results = []

@@ -13,6 +13,7 @@ channel axis (N, the number of anchors, is in the thousands); with labels, ``4+n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from edge.decoders._common import (
     opt_bool,
     opt_str,
     pick,
+    pick_default,
 )
 from edge.decoders.nonmax import nms
 from edge.preprocess import Meta
@@ -150,3 +152,20 @@ def channels_first(a: np.ndarray, channels: int | None, min_channels: int) -> np
     if axis is None:
         return None
     return a if axis == 1 else a.transpose(0, 2, 1)
+
+
+def pick_dense(
+    outputs: Mapping[str, np.ndarray],
+    options: Mapping[str, Any],
+    channels: int | None,
+    min_channels: int,
+    decoder: str,
+    expected: str,
+) -> np.ndarray:
+    """The dense head's output (option ``output``, else ``output0``, else the one that fits) as ``[B, C, N]``."""
+
+    def fits(a: np.ndarray) -> bool:
+        return channels_first(a, channels, min_channels) is not None
+
+    found = pick_default(outputs, options, "output", "output0", fits, decoder, expected)
+    return cast(np.ndarray, channels_first(found, channels, min_channels))  # found fits: never None
