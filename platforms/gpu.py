@@ -9,7 +9,7 @@ from typing import Any
 
 from edge.errors import ConfigError, first_line
 
-# Which target a discrete GPU's compute capability selects (PLATFORMS.md "RTX and other desktop GPUs").
+# Which target a discrete GPU's compute capability selects (docs/platforms.md "RTX and other desktop GPUs").
 CC_TARGETS = {
     "7.5": "rtx-turing",
     "8.0": "a100",
@@ -18,7 +18,7 @@ CC_TARGETS = {
     "9.0": "hopper",
     "12.0": "rtx-blackwell",
 }
-# Compute capabilities TensorRT for RTX builds for and runs on (TENSORRT.md; not 8.7 Jetson, not 9.0 Hopper).
+# Compute capabilities TensorRT for RTX builds for and runs on (docs/platforms.md TensorRT flavours; not 8.7 Jetson, not 9.0 Hopper).
 RTX_COMPUTE_CAPABILITIES = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
 SMI_QUERY = ("--query-gpu=index,uuid,name,compute_cap,driver_version", "--format=csv,noheader")
 

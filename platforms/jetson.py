@@ -14,7 +14,7 @@ _RELEASE = re.compile(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*(\d+(?:\.\d+)*)"
 
 @dataclass(frozen=True)
 class JetPackRow:
-    """One row of PLATFORMS.md's JetPack table: L4T releases -> JetPack, CUDA and TensorRT."""
+    """One row of docs/platforms.md's JetPack table: L4T releases -> JetPack, CUDA and TensorRT."""
 
     l4t_from: tuple[int, ...]
     l4t_to: tuple[int, ...]
@@ -23,7 +23,7 @@ class JetPackRow:
     tensorrt: str
 
 
-# PLATFORMS.md "Detecting the platform": JetPack | L4T | CUDA | TensorRT.
+# docs/platforms.md "How detection works": JetPack | L4T | CUDA | TensorRT.
 JETPACK_TABLE = (
     JetPackRow((35, 2), (35, 6, 99), "5.1.x", "11.4", "8.5.2"),
     JetPackRow((36, 2), (36, 3, 99), "6.0", "12.2", "8.6.2"),  # 36.2: JetPack 6.0 Developer Preview

@@ -1,4 +1,4 @@
-"""Every target profile loads, matches PLATFORMS.md, and bad profiles fail with a clear error."""
+"""Every target profile loads, matches docs/platforms.md, and bad profiles fail with a clear error."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from edge.errors import ConfigError
 from platforms.profile import SOURCED_FACTS, PowerMode, load_profile, parse_profile
 from platforms.registry import PROFILES_DIR
 
-# PLATFORMS.md, transcribed by hand: id -> (CC, DLA cores, memory GB, standard modes, Super modes, default).
+# docs/platforms.md, transcribed by hand: id -> (CC, DLA cores, memory GB, standard modes, Super modes, default).
 JETSONS: dict[str, tuple[str, int, float, dict[int, str], dict[int, str], str | None]] = {
     "jetson-agx-orin-64gb": ("8.7", 2, 64, {0: "MAXN", 1: "MODE_15W", 2: "MODE_30W", 3: "MODE_50W"}, {}, "MODE_30W"),
     "jetson-agx-orin-32gb": ("8.7", 2, 32, {0: "MAXN", 1: "MODE_15W", 2: "MODE_30W", 3: "MODE_40W"}, {}, "MAXN"),
@@ -26,14 +26,14 @@ JETSONS: dict[str, tuple[str, int, float, dict[int, str], dict[int, str], str | 
         "8.7", 1, 8, {0: "MAXN", 1: "10W", 2: "15W", 3: "20W"},
         {0: "MAXN_SUPER", 1: "10W", 2: "15W", 3: "20W", 4: "40W"}, "15W",
     ),
-    # Super flash: PLATFORMS.md's 0-2 plus 3=7W that Orin Nano Super devkits report.
+    # Super flash: 0-2 plus 3=7W that Orin Nano Super devkits report (docs/platforms.md Jetson power modes).
     "jetson-orin-nano-8gb": ("8.7", 0, 8, {0: "15W", 1: "7W"}, {0: "15W", 1: "25W", 2: "MAXN_SUPER", 3: "7W"}, "15W"),
     "jetson-orin-nano-4gb": (
         "8.7", 0, 4, {0: "10W", 1: "7W_AI", 2: "7W_CPU"}, {0: "10W", 1: "25W", 2: "MAXN_SUPER"}, "10W",
     ),
 }  # fmt: skip
 
-# PLATFORMS.md "RTX and other desktop GPUs": id -> (CC, flavour, precisions beyond fp32).
+# docs/platforms.md "RTX and other desktop GPUs": id -> (CC, flavour, precisions beyond fp32).
 GPUS: dict[str, tuple[str | None, str | None, set[str]]] = {
     "rtx-turing": ("7.5", "tensorrt-rtx", {"fp16", "int8"}),
     "rtx-ampere": ("8.6", "tensorrt-rtx", {"fp16", "bf16", "int8"}),
@@ -87,7 +87,7 @@ def test_profile_sources_and_unverified_are_complete(target: platforms.Platform)
 
 
 def test_platforms_md_unverified_facts_are_listed() -> None:
-    # PLATFORMS.md marks these UNVERIFIED: AGX Orin 64GB's default mode and AGX Orin Industrial's modes.
+    # docs/platforms.md marks these UNVERIFIED: AGX Orin 64GB's default mode and AGX Orin Industrial's modes.
     assert "default_power_mode" in platforms.get_target("jetson-agx-orin-64gb").unverified
     assert "power_modes" in platforms.get_target("jetson-agx-orin-industrial").unverified
 

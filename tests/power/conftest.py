@@ -2,7 +2,7 @@
 
 A sysroot is a folder laid out like a Jetson's root filesystem with real-format files: the
 ``nv_tegra_release`` line, device-tree ``compatible`` (NUL-separated) and ``model``, an
-``nvpmodel.conf`` with the module's modes from /work/shared/PLATFORMS.md, the nvpmodel status file,
+``nvpmodel.conf`` with the module's modes from docs/platforms.md, the nvpmodel status file,
 thermal zones, the GPU load and devfreq nodes (JetPack 6 layout by default), CPU online and frequency
 files and INA3221 hwmon channels (with AGX Orin's unconnected "NC" channels).
 ``standins/nvpmodel.py`` and ``standins/jetson_clocks.py`` are put first on PATH as ``nvpmodel`` and
@@ -24,7 +24,7 @@ import pytest
 STANDINS = Path(__file__).parent / "standins"
 
 # module -> (device-tree compatible, model, standard modes, default id, super modes, super default id)
-# Modes as PLATFORMS.md lists them ("Jetson Orin modules" table).
+# Modes as docs/platforms.md lists them ("Jetson Orin modules" table).
 MODULES: dict[str, tuple[str, str, dict[int, str], int, dict[int, str], int | None]] = {
     "agx-orin-64gb": (
         "nvidia,p3737-0000+p3701-0005\0nvidia,p3701-0005\0nvidia,tegra234\0",
