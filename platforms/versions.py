@@ -8,6 +8,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+from edge.errors import first_line
+
 
 def package_version(module: str) -> str | None:
     """Version of the importable package ``module`` (``"tensorrt"``, ``"tensorrt_rtx"``), or None.
@@ -63,7 +65,7 @@ def import_problem(exc: ImportError) -> str | None:
     """
     import traceback
 
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc, type(exc).__name__)
     frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
     inside_cv2 = any("/cv2/" in f.filename.replace("\\", "/") for f in frames)
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "cv2":
