@@ -30,12 +30,10 @@ import yaml
 
 from edge.configkit import Reader
 from edge.errors import ConfigError, ServiceError
-from edge.service.config import is_loopback, parse_listen
+from edge.service.config import is_loopback, parse_listen, read_token_file, token_path
 
 log = logging.getLogger(__name__)
 
-CREDENTIAL_NAME = "http-token"
-MIN_TOKEN_CHARS = 16
 DEFAULT_HTTP = "127.0.0.1:8000"
 DEFAULT_GRPC = "127.0.0.1:8001"
 
@@ -77,7 +75,7 @@ class ServeOptions:
                         f"serve: --no-auth (auth: none) is only allowed on loopback listens (127.0.0.1, [::1], "
                         f"localhost), not {host}:{port}; give --token-file FILE instead"
                     )
-        elif self.token_file is None and not _credential_path():
+        elif token_path(self.token_file) is None:
             raise ConfigError(
                 "serve: a bearer token is required: --token-file FILE (token_file:), a file holding one word "
                 "of at least 16 characters, e.g. made with: openssl rand -hex 32 > token; or --no-auth on loopback"
@@ -93,36 +91,14 @@ def parse_listen_opt(value: str | None, where: str) -> tuple[str, int] | None:
     return parse_listen(value, where)
 
 
-def _credential_path() -> Path | None:
-    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-    if cred_dir and (Path(cred_dir) / CREDENTIAL_NAME).is_file():
-        return Path(cred_dir) / CREDENTIAL_NAME
-    return None
-
-
 def read_token(options: ServeOptions) -> bytes | None:
     """The bearer token (None without auth); a ServiceError names the file, never its content."""
     if not options.auth:
         return None
-    path = _credential_path() or options.token_file
+    path = token_path(options.token_file)
     if path is None:
         raise ServiceError("serve: no token file given (--token-file FILE, or --no-auth on loopback)")
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ServiceError(f"{path}: cannot read the token ({reason}); check the path and its owner") from None
-    if len(text) < MIN_TOKEN_CHARS or any(c.isspace() for c in text):
-        raise ServiceError(
-            f"{path}: the token must be one word of at least {MIN_TOKEN_CHARS} characters; "
-            f"make one with: openssl rand -hex 32 > {path}"
-        )
-    try:
-        if path.stat().st_mode & 0o004:
-            log.warning("token file %s is readable by every user; chmod 600 it", path)
-    except OSError:
-        pass
-    return text.encode()
+    return read_token_file(path, str(path))
 
 
 def load_serve_config(path: str | os.PathLike[str]) -> ServeOptions:

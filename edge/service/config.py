@@ -32,13 +32,16 @@ Authentication is required always, except that ``auth: none`` is accepted on a l
 from __future__ import annotations
 
 import ipaddress
+import logging
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge.configkit import Reader
-from edge.errors import ConfigError
+from edge.errors import ConfigError, ServiceError
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -221,3 +224,37 @@ class ServiceConfig:
                 raise ConfigError(f"{where}.{k}: newlines, backslashes and double quotes are not allowed in values")
             env[k] = text
         return env
+
+
+# The systemd credential a unit hands over (LoadCredential=http-token:FILE) and the shortest token accepted;
+# shared by the pipeline's HTTP API and `edge serve`.
+CREDENTIAL_NAME = "http-token"
+MIN_TOKEN_CHARS = 16
+
+
+def token_path(configured: Path | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Where the bearer token is: the systemd credential when the unit passed one, else the configured file."""
+    cred_dir = (os.environ if environ is None else environ).get("CREDENTIALS_DIRECTORY")
+    if cred_dir and (Path(cred_dir) / CREDENTIAL_NAME).is_file():
+        return Path(cred_dir) / CREDENTIAL_NAME
+    return configured
+
+
+def read_token_file(path: Path, label: str) -> bytes:
+    """The token in ``path``; a ServiceError starting with ``label`` names the file, never its content."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ServiceError(f"{label}: cannot read the token ({reason}); check the path and its owner") from None
+    if len(text) < MIN_TOKEN_CHARS or any(c.isspace() for c in text):
+        raise ServiceError(
+            f"{label}: the token must be one word of at least {MIN_TOKEN_CHARS} characters; "
+            f"make one with: openssl rand -hex 32 > {path}"
+        )
+    try:
+        if path.stat().st_mode & 0o004:
+            logging.getLogger(__name__).warning("%s is readable by every user; chmod 600 it", label)
+    except OSError:
+        pass
+    return text.encode()

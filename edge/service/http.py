@@ -22,13 +22,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -39,13 +37,11 @@ from edge.errors import EdgeError, ServiceError
 from edge.observer import FrameResult, PipelineControl, PipelineStats
 from edge.service.aio import LoopThread, bind_socket
 from edge.service.api import MAX_STREAMS, Api
-from edge.service.config import HttpConfig
+from edge.service.config import HttpConfig, read_token_file, token_path
 from edge.service.metrics import CONTENT_TYPE, Metrics, MetricsSource, Telemetry
 
 log = logging.getLogger(__name__)
 
-CREDENTIAL_NAME = "http-token"
-MIN_TOKEN_CHARS = 16
 BOUNDARY = "edgeframe"
 # An oversized upload up to this is read and dropped after the 413 (so the client reads its answer instead of
 # a reset, and the connection is kept); beyond it, the connection closes without reading the body.
@@ -60,33 +56,12 @@ def read_token(config: HttpConfig, environ: dict[str, str] | None = None) -> byt
     """The bearer token (None with ``auth: none``); a ServiceError names the file, never its content."""
     if config.auth == "none":
         return None
-    env = dict(os.environ) if environ is None else environ
-    path = config.token_file
-    cred_dir = env.get("CREDENTIALS_DIRECTORY")
-    if cred_dir and (Path(cred_dir) / CREDENTIAL_NAME).is_file():
-        path = Path(cred_dir) / CREDENTIAL_NAME
+    path = token_path(config.token_file, environ)
     if path is None:
         raise ServiceError(
             "http.token_file: not set; the HTTP API needs a bearer token file (or auth: none on loopback)"
         )
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ServiceError(
-            f"http.token_file {path}: cannot read the token ({reason}); check the path and its owner"
-        ) from None
-    if len(text) < MIN_TOKEN_CHARS or any(c.isspace() for c in text):
-        raise ServiceError(
-            f"http.token_file {path}: the token must be one word of at least {MIN_TOKEN_CHARS} characters; "
-            f"make one with: openssl rand -hex 32 > {path}"
-        )
-    try:
-        if path.stat().st_mode & 0o004:
-            log.warning("http.token_file %s is readable by every user; chmod 600 it", path)
-    except OSError:
-        pass
-    return text.encode()
+    return read_token_file(path, f"http.token_file {path}")
 
 
 def json_response(code: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
